@@ -1,0 +1,52 @@
+# The two commands of the course:
+#   make lab    set up .venv (if needed) and open the course in JupyterLab
+#   make test   set up .venv (if needed) and run the whole test suite
+# Both reuse .venv; it is re-installed only when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+PYTEST_ARGS ?=
+
+# jupyter refuses to run as root unless told; containers and CI often are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: lab test lint format info clean-venv
+
+lab: $(VENV)/.installed-course
+	@echo "Starting JupyterLab in $(CURDIR): open the URL it prints (Ctrl-C stops it)."
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(ROOT_FLAG) $(ARGS)
+
+test: $(VENV)/.installed-course-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -m "not cuda" $(PYTEST_ARGS)
+	@echo "--- CUDA kernels under the CUDA simulator (its own process: the simulator must be on before numba is imported)"
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -m cuda $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-course-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-course-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+info: $(VENV)/.installed-course
+	$(BIN)/python -m nnlib info
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+	  { echo "nnlib needs Python 3.10 or newer; '$(PYTHON)' is $$($(PYTHON) --version). Run e.g. 'make test PYTHON=python3.11'."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# One stamp per set of extras: installing is skipped while pyproject.toml is unchanged.
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(subst -,$(comma),$*)]"
+	@touch $@
+
+comma := ,
+
+clean-venv:
+	rm -rf $(VENV)

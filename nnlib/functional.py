@@ -1,0 +1,235 @@
+"""The functional API: activation functions and their backward passes.
+
+Every function takes ``backend=None`` (see :mod:`nnlib._backend` for how it is
+resolved) and runs the same op on the NumPy reference, the Numba CPU kernels or the
+CUDA kernels. ``f_backward(dy, x)`` returns the vector-Jacobian product
+``dy * f'(x)``: the gradient of the loss with respect to ``x``, given the gradient
+``dy`` with respect to ``f(x)``.
+
+Arrays
+------
+``x`` : array of any shape ``(...)``, float32 or float64, contiguous or not. Integer
+    and boolean input is converted to float64. Inputs are never modified.
+``dy`` : the same shape and dtype as ``x``.
+Results have the shape and dtype of ``x``. On the cuda backend a NumPy input gives a
+NumPy result (copied to the GPU and back); a GPU array (e.g. from
+``numba.cuda.to_device``) gives a GPU array and stays on the device.
+
+Derivatives at 0 (ReLU family): the slope of the negative side, as in PyTorch:
+``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``prelu'(0) = alpha``, ``elu'(0) = alpha``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops  # noqa: F401  (importing the op modules registers their kernels)
+from ._backend import dispatch, resolve_backend
+from ._validate import as_float_array, check_axis, check_like, check_scalar, is_device_array
+
+__all__ = [
+    "elu",
+    "elu_backward",
+    "gelu",
+    "gelu_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "prelu",
+    "prelu_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "silu",
+    "silu_backward",
+    "softmax",
+    "softmax_backward",
+    "tanh",
+    "tanh_backward",
+]
+
+
+def _impl(op: str, backend: str | None, x):
+    """The implementation of ``op`` for input ``x``; GPU arrays need the cuda backend."""
+    name = resolve_backend(backend)
+    if is_device_array(x) and name != "cuda":
+        raise TypeError(
+            f"{op}: the input is a GPU array but the backend is {name!r}; pass "
+            "backend='cuda', or copy the array to the host with .copy_to_host()"
+        )
+    return dispatch(op, name)
+
+
+def _unary(op: str, x, backend, *scalars):
+    x = as_float_array(x, "x")
+    return _impl(op, backend, x)(x, *scalars)
+
+
+def _unary_backward(op: str, dy, x, backend, *scalars):
+    x = as_float_array(x, "x")
+    dy = check_like(dy, x)
+    return _impl(op, backend, x)(dy, x, *scalars)
+
+
+# ------------------------------------------------------------------------- ReLU family
+
+
+def relu(x, *, backend: str | None = None):
+    """Rectified linear unit, ``max(x, 0)`` elementwise. ``x``: (...) -> (...)."""
+    return _unary("relu", x, backend)
+
+
+def relu_backward(dy, x, *, backend: str | None = None):
+    """``dy * relu'(x)``: ``dy`` where ``x > 0``, else 0 (also at ``x == 0``)."""
+    return _unary_backward("relu_backward", dy, x, backend)
+
+
+def leaky_relu(x, alpha: float = 0.01, *, backend: str | None = None):
+    """Leaky ReLU: ``x`` where ``x > 0``, else ``alpha * x``. ``x``: (...) -> (...)."""
+    return _unary("leaky_relu", x, backend, check_scalar(alpha, "alpha"))
+
+
+def leaky_relu_backward(dy, x, alpha: float = 0.01, *, backend: str | None = None):
+    """``dy`` where ``x > 0``, else ``alpha * dy`` (also at ``x == 0``)."""
+    return _unary_backward("leaky_relu_backward", dy, x, backend, check_scalar(alpha, "alpha"))
+
+
+def _check_prelu_alpha(alpha, x):
+    alpha = as_float_array(alpha, "alpha")
+    if is_device_array(alpha) != is_device_array(x):
+        raise TypeError("alpha must live where x lives (both on the GPU or both on the host)")
+    if np.dtype(alpha.dtype) != np.dtype(x.dtype):
+        if is_device_array(alpha):
+            raise TypeError(f"alpha must have the dtype of x, {x.dtype}; got {alpha.dtype}")
+        alpha = alpha.astype(x.dtype)
+    if alpha.ndim == 0:
+        return alpha
+    features = x.shape[-1] if x.ndim else None
+    if alpha.ndim != 1 or alpha.shape[0] != features:
+        raise ValueError(
+            "alpha must be a single number (shape ()) or one per feature, shape (D,) with "
+            f"D = x.shape[-1] = {features}; got shape {tuple(alpha.shape)}"
+        )
+    return alpha
+
+
+def prelu(x, alpha, *, backend: str | None = None):
+    """Parametric ReLU: ``x`` where ``x > 0``, else ``alpha * x``, with a learnable alpha.
+
+    Parameters
+    ----------
+    x : array (..., D)
+    alpha : float or array of shape () or (D,)
+        one slope for everything, or one per feature (the last axis of ``x``).
+    """
+    x = as_float_array(x, "x")
+    alpha = _check_prelu_alpha(alpha, x)
+    return _impl("prelu", backend, x)(x, alpha)
+
+
+def prelu_backward(dy, x, alpha, *, backend: str | None = None):
+    """Gradients of PReLU: returns ``(dx, dalpha)``.
+
+    ``dx`` (..., D) is ``dy`` where ``x > 0`` else ``alpha * dy``; ``dalpha`` has the
+    shape of ``alpha`` and sums ``dy * x`` over the elements where ``x <= 0`` (per feature
+    when ``alpha`` has shape (D,)).
+    """
+    x = as_float_array(x, "x")
+    dy = check_like(dy, x)
+    alpha = _check_prelu_alpha(alpha, x)
+    return _impl("prelu_backward", backend, x)(dy, x, alpha)
+
+
+def elu(x, alpha: float = 1.0, *, backend: str | None = None):
+    """Exponential linear unit: ``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+    return _unary("elu", x, backend, check_scalar(alpha, "alpha"))
+
+
+def elu_backward(dy, x, alpha: float = 1.0, *, backend: str | None = None):
+    """``dy`` where ``x > 0``, else ``dy * alpha * exp(x)`` (``alpha * dy`` at 0)."""
+    return _unary_backward("elu_backward", dy, x, backend, check_scalar(alpha, "alpha"))
+
+
+# ------------------------------------------------------------------------- S-shaped
+
+
+def sigmoid(x, *, backend: str | None = None):
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, computed without overflow for any x."""
+    return _unary("sigmoid", x, backend)
+
+
+def sigmoid_backward(dy, x, *, backend: str | None = None):
+    """``dy * s * (1 - s)`` with ``s = sigmoid(x)``."""
+    return _unary_backward("sigmoid_backward", dy, x, backend)
+
+
+def tanh(x, *, backend: str | None = None):
+    """Hyperbolic tangent, elementwise. ``x``: (...) -> (...)."""
+    return _unary("tanh", x, backend)
+
+
+def tanh_backward(dy, x, *, backend: str | None = None):
+    """``dy * (1 - tanh(x)**2)``."""
+    return _unary_backward("tanh_backward", dy, x, backend)
+
+
+# ------------------------------------------------------------------------- smooth ReLUs
+
+
+def gelu(x, *, backend: str | None = None):
+    """Gaussian error linear unit (exact): ``x * Phi(x)``, Phi the normal CDF."""
+    return _unary("gelu", x, backend)
+
+
+def gelu_backward(dy, x, *, backend: str | None = None):
+    """``dy * (Phi(x) + x * phi(x))``, phi the standard normal density."""
+    return _unary_backward("gelu_backward", dy, x, backend)
+
+
+def silu(x, *, backend: str | None = None):
+    """Sigmoid linear unit (swish): ``x * sigmoid(x)``."""
+    return _unary("silu", x, backend)
+
+
+def silu_backward(dy, x, *, backend: str | None = None):
+    """``dy * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
+    return _unary_backward("silu_backward", dy, x, backend)
+
+
+# ------------------------------------------------------------------------- softmax
+
+
+def softmax(x, axis: int = -1, *, backend: str | None = None):
+    """Softmax along ``axis``: ``exp(x - max) / sum(exp(x - max))``.
+
+    ``x``: (..., C, ...) -> same shape; every slice along ``axis`` sums to 1.
+    Stable for logits of any magnitude (the max is subtracted first).
+    """
+    x = as_float_array(x, "x")
+    axis = check_axis(axis, x.ndim)
+    return _impl("softmax", backend, x)(x, axis=axis)
+
+
+def softmax_backward(dy, x, axis: int = -1, *, backend: str | None = None):
+    """``y * (dy - sum(dy * y, axis))`` with ``y = softmax(x, axis)``."""
+    x = as_float_array(x, "x")
+    dy = check_like(dy, x)
+    axis = check_axis(axis, x.ndim)
+    return _impl("softmax_backward", backend, x)(dy, x, axis=axis)
+
+
+def log_softmax(x, axis: int = -1, *, backend: str | None = None):
+    """``log(softmax(x, axis))`` computed as ``x - max - log(sum(exp(x - max)))``."""
+    x = as_float_array(x, "x")
+    axis = check_axis(axis, x.ndim)
+    return _impl("log_softmax", backend, x)(x, axis=axis)
+
+
+def log_softmax_backward(dy, x, axis: int = -1, *, backend: str | None = None):
+    """``dy - softmax(x, axis) * sum(dy, axis)``."""
+    x = as_float_array(x, "x")
+    dy = check_like(dy, x)
+    axis = check_axis(axis, x.ndim)
+    return _impl("log_softmax_backward", backend, x)(dy, x, axis=axis)

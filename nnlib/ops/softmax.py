@@ -1,0 +1,213 @@
+"""softmax and log_softmax along one axis: the NumPy reference, the Numba CPU kernel and
+the CUDA kernel of each, side by side.
+
+Shapes: ``x``, ``dy``, ``y`` and ``dx`` have the same shape ``(...)``; the kernels see
+them as ``(M, C)`` with the softmax axis moved last (C entries normalised per row).
+
+    softmax(x)_j     = exp(x_j - m) / sum_k exp(x_k - m),   m = max_k x_k
+    log_softmax(x)_j = x_j - m - log(sum_k exp(x_k - m))
+
+NOTE: subtracting the row maximum ``m`` changes nothing mathematically but keeps every
+``exp`` argument <= 0, so nothing overflows, even for logits of 1e4; the largest term
+is exp(0) = 1, so the sum is >= 1 and its log is finite.
+
+Backward (the vector-Jacobian product, with y = softmax(x)):
+
+    softmax_backward(dy, x)     = y * (dy - sum_k dy_k y_k)
+    log_softmax_backward(dy, x) = dy - y * sum_k dy_k
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._backend import register
+from .._cuda import cuda, cuda_jit
+from ._launch import THREADS_ROW, rowwise_cpu, rowwise_cuda
+
+# ---------------------------------------------------------------------- reference
+
+
+def _shifted(x, axis):
+    return x - x.max(axis=axis, keepdims=True)  # (...), every entry <= 0
+
+
+@register("softmax", "numpy")
+def softmax_ref(x, *, axis):
+    if x.size == 0:
+        return x.copy()
+    e = np.exp(_shifted(x, axis))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+@register("softmax_backward", "numpy")
+def softmax_backward_ref(dy, x, *, axis):
+    y = softmax_ref(x, axis=axis)
+    return y * (dy - (dy * y).sum(axis=axis, keepdims=True))
+
+
+@register("log_softmax", "numpy")
+def log_softmax_ref(x, *, axis):
+    if x.size == 0:
+        return x.copy()
+    z = _shifted(x, axis)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+@register("log_softmax_backward", "numpy")
+def log_softmax_backward_ref(dy, x, *, axis):
+    y = softmax_ref(x, axis=axis)
+    return dy - y * dy.sum(axis=axis, keepdims=True)
+
+
+# ---------------------------------------------------------------------- CPU (Numba)
+# One row per prange iteration: rows are independent, so there is no race, and each
+# row's max and sum are plain scalar loops.
+
+
+@njit(cache=True, inline="always")
+def _row_max_sum(x, i):
+    """Max of row i of x, and sum of exp(x - max) over the row."""
+    m = x[i, 0]
+    for j in range(1, x.shape[1]):
+        m = max(m, x[i, j])
+    s = 0.0
+    for j in range(x.shape[1]):
+        s += math.exp(x[i, j] - m)
+    return m, s
+
+
+@rowwise_cpu("softmax")
+@njit(parallel=True, cache=True)
+def softmax_cpu(x, out):
+    for i in prange(x.shape[0]):
+        m, s = _row_max_sum(x, i)
+        inv = 1.0 / s
+        for j in range(x.shape[1]):
+            out[i, j] = math.exp(x[i, j] - m) * inv
+
+
+@rowwise_cpu("softmax_backward")
+@njit(parallel=True, cache=True)
+def softmax_backward_cpu(dy, x, out):
+    for i in prange(x.shape[0]):
+        m, s = _row_max_sum(x, i)
+        inv = 1.0 / s
+        dot = 0.0  # sum_k dy_k * y_k
+        for j in range(x.shape[1]):
+            dot += dy[i, j] * math.exp(x[i, j] - m) * inv
+        for j in range(x.shape[1]):
+            out[i, j] = math.exp(x[i, j] - m) * inv * (dy[i, j] - dot)
+
+
+@rowwise_cpu("log_softmax")
+@njit(parallel=True, cache=True)
+def log_softmax_cpu(x, out):
+    for i in prange(x.shape[0]):
+        m, s = _row_max_sum(x, i)
+        log_s = math.log(s)
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] - m - log_s
+
+
+@rowwise_cpu("log_softmax_backward")
+@njit(parallel=True, cache=True)
+def log_softmax_backward_cpu(dy, x, out):
+    for i in prange(x.shape[0]):
+        m, s = _row_max_sum(x, i)
+        inv = 1.0 / s
+        total = 0.0  # sum_k dy_k
+        for j in range(x.shape[1]):
+            total += dy[i, j]
+        for j in range(x.shape[1]):
+            out[i, j] = dy[i, j] - math.exp(x[i, j] - m) * inv * total
+
+
+# ---------------------------------------------------------------------- CUDA
+# One block per row; the block's THREADS_ROW threads stride over the row's C entries
+# (neighbouring threads read neighbouring entries: coalesced), then combine their
+# partial max / sum through shared memory.
+
+
+@cuda_jit(device=True)
+def _block_reduce(buf, value, take_max):
+    """Max (take_max=True) or sum of ``value`` over the block's threads, in every thread."""
+    t = cuda.threadIdx.x
+    buf[t] = value
+    cuda.syncthreads()
+    stride = THREADS_ROW // 2
+    while stride > 0:  # tree reduction: log2(THREADS_ROW) steps
+        if t < stride:
+            other = buf[t + stride]
+            buf[t] = max(buf[t], other) if take_max else buf[t] + other
+        cuda.syncthreads()
+        stride //= 2
+    result = buf[0]
+    cuda.syncthreads()  # NOTE: every thread must read buf[0] before buf is reused
+    return result
+
+
+@cuda_jit(device=True)
+def _block_row_max_sum(x, row, buf):
+    t, c = cuda.threadIdx.x, x.shape[1]
+    m = -math.inf
+    for j in range(t, c, THREADS_ROW):
+        m = max(m, x[row, j])
+    m = _block_reduce(buf, m, True)
+    s = 0.0
+    for j in range(t, c, THREADS_ROW):
+        s += math.exp(x[row, j] - m)
+    return m, _block_reduce(buf, s, False)
+
+
+@rowwise_cuda("softmax")
+@cuda_jit
+def softmax_cuda(x, out):
+    row, t = cuda.blockIdx.x, cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    m, s = _block_row_max_sum(x, row, buf)
+    for j in range(t, x.shape[1], THREADS_ROW):
+        out[row, j] = math.exp(x[row, j] - m) / s
+
+
+@rowwise_cuda("softmax_backward")
+@cuda_jit
+def softmax_backward_cuda(dy, x, out):
+    row, t = cuda.blockIdx.x, cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    m, s = _block_row_max_sum(x, row, buf)
+    dot = 0.0
+    for j in range(t, x.shape[1], THREADS_ROW):
+        dot += dy[row, j] * math.exp(x[row, j] - m) / s
+    dot = _block_reduce(buf, dot, False)
+    for j in range(t, x.shape[1], THREADS_ROW):
+        out[row, j] = math.exp(x[row, j] - m) / s * (dy[row, j] - dot)
+
+
+@rowwise_cuda("log_softmax")
+@cuda_jit
+def log_softmax_cuda(x, out):
+    row, t = cuda.blockIdx.x, cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    m, s = _block_row_max_sum(x, row, buf)
+    log_s = math.log(s)
+    for j in range(t, x.shape[1], THREADS_ROW):
+        out[row, j] = x[row, j] - m - log_s
+
+
+@rowwise_cuda("log_softmax_backward")
+@cuda_jit
+def log_softmax_backward_cuda(dy, x, out):
+    row, t = cuda.blockIdx.x, cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    m, s = _block_row_max_sum(x, row, buf)
+    total = 0.0
+    for j in range(t, x.shape[1], THREADS_ROW):
+        total += dy[row, j]
+    total = _block_reduce(buf, total, False)
+    for j in range(t, x.shape[1], THREADS_ROW):
+        out[row, j] = dy[row, j] - math.exp(x[row, j] - m) / s * total

@@ -1,0 +1,118 @@
+"""Properties of the compiled kernels themselves.
+
+* CPU kernels are nopython, cached and really parallel (Numba's parallel diagnostics
+  report a parallelised loop).
+* CUDA kernels compile to PTX for an H100 (compute capability 9.0). This needs NVVM
+  (numba-cuda[cu13]) but no GPU, and it type-checks what the simulator does not.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from numba import njit, types
+from numba.core.errors import NumbaPerformanceWarning
+
+import nnlib.functional  # noqa: F401  (registers every kernel)
+from nnlib._backend import registered_ops
+from nnlib.ops._launch import KERNELS
+
+CPU_KERNELS = sorted(op for op, backend in KERNELS if backend == "cpu")
+CUDA_KERNELS = sorted(op for op, backend in KERNELS if backend == "cuda")
+
+
+def test_every_op_has_all_three_backends():
+    for op, backends in registered_ops().items():
+        assert backends == ("cpu", "cuda", "numpy"), f"{op} has only {backends}"
+    assert set(CPU_KERNELS) == set(CUDA_KERNELS) == set(registered_ops())
+
+
+def _signature(op, dtype, target):
+    """Argument types the launcher passes to op's kernel."""
+    arr1 = types.Array(dtype, 1, "C")
+    arr2 = types.Array(dtype, 2, "C")
+    if op.startswith(("softmax", "log_softmax")):
+        return (arr2,) * (3 if op.endswith("backward") else 2)
+    if op == "prelu":
+        return (arr1, arr1, arr1) if target == "cuda" else (arr2, arr1, arr2)
+    if op == "prelu_backward":  # dy, x, alpha, dx, dalpha(_parts)
+        return (arr2, arr2, arr1, arr2, arr1 if target == "cuda" else arr2)
+    n_arrays = 2 if op.endswith("backward") else 1
+    scalars = (dtype,) if op.split("_backward")[0] in ("leaky_relu", "elu") else ()
+    return (arr1,) * n_arrays + scalars + (arr1,)
+
+
+def test_parallel_check_fails_on_a_serial_loop():
+    """The diagnostics oracle can fail: a plain range loop yields no parallel region."""
+
+    def serial(x, out):
+        for i in range(x.size):
+            out[i] = x[i]
+
+    fresh = njit(parallel=True)(serial)
+    with pytest.warns(NumbaPerformanceWarning, match="no transformation for parallel"):
+        fresh.compile((types.float64[::1], types.float64[::1]))
+    assert fresh.get_metadata(fresh.signatures[0])["parfor_diagnostics"].get_parfors() == []
+
+
+@pytest.mark.parametrize("op", CPU_KERNELS)
+def test_cpu_kernel_is_parallel_nopython_and_cached(op):
+    kernel = KERNELS[op, "cpu"]
+    opts = kernel.targetoptions
+    assert opts.get("nopython") and opts.get("parallel"), opts
+    assert type(kernel._cache).__name__ == "FunctionCache", f"{op} is not compiled with cache=True"
+    # Recompile a fresh copy (the cached one may carry no diagnostics) and ask Numba
+    # how many loops it turned into parallel regions.
+    fresh = njit(parallel=True)(kernel.py_func)
+    sig = _signature(op, types.float64, "cpu")
+    fresh.compile(sig)
+    diagnostics = fresh.get_metadata(fresh.signatures[0])["parfor_diagnostics"]
+    assert len(diagnostics.get_parfors()) >= 1, f"{op}: Numba parallelised no loop"
+
+
+@pytest.fixture
+def no_gpu_needed(monkeypatch):
+    """Let device functions compile without a GPU.
+
+    NOTE: compile_ptx targets the cc it is given, but a device function called from the
+    kernel is compiled for the *current* device, which needs a driver. Telling
+    numba-cuda that the current device is an sm_90 makes both use cc 9.0.
+    """
+    import types as pytypes
+
+    import numba.cuda.dispatcher
+
+    fake = pytypes.SimpleNamespace(compute_capability=(9, 0))
+    monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", lambda: fake)
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
+    reason="compile_ptx needs the real CUDA target, not the simulator",
+)
+@pytest.mark.parametrize("dtype", [types.float32, types.float64], ids=str)
+@pytest.mark.parametrize("op", CUDA_KERNELS)
+def test_cuda_kernel_compiles_to_ptx_for_h100(op, dtype, no_gpu_needed):
+    from numba import cuda
+
+    kernel = KERNELS[op, "cuda"]
+    ptx, _ = cuda.compile_ptx(kernel.py_func, _signature(op, dtype, "cuda"), cc=(9, 0))
+    assert ".target sm_90" in ptx and ".entry" in ptx
+    if dtype == types.float32 and op in ("relu", "sigmoid", "softmax"):
+        # a float32 kernel must load float32 (ld.global.f32), not silently upcast its input
+        assert "ld.global.f32" in ptx or "ld.global.nc.f32" in ptx
+
+
+def test_signature_table_is_exercised():
+    """Guard for _signature: a kernel with an unexpected arity fails loudly here."""
+    for op in CUDA_KERNELS:
+        assert (
+            len(_signature(op, types.float32, "cuda"))
+            == KERNELS[op, "cuda"].py_func.__code__.co_argcount
+        )
+    for op in CPU_KERNELS:
+        assert (
+            len(_signature(op, types.float64, "cpu"))
+            == KERNELS[op, "cpu"].py_func.__code__.co_argcount
+        )
