@@ -7,6 +7,7 @@ backend's availability (with the reason when it is not) and the CUDA device, if 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -48,7 +49,7 @@ def info() -> str:
     if backend_problem("cuda") is None:
         from numba import cuda
 
-        if cuda.simulator_enabled if hasattr(cuda, "simulator_enabled") else False:
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
             lines.append("cuda device: the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
         else:
             dev = cuda.get_current_device()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -93,9 +94,13 @@ def test_available_backends_lists_the_reference_and_cpu():
     assert nnlib.available_backends()[:2] == ["numpy", "cpu"]
 
 
-def test_info_command_reports_the_runtime():
+@pytest.mark.parametrize("simulator", ["0", "1"])
+def test_info_command_reports_the_runtime(simulator):
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": simulator}
     out = subprocess.run(
-        [sys.executable, "-m", "nnlib", "info"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "nnlib", "info"], capture_output=True, text=True, check=True, env=env
     ).stdout
     for needle in ("numpy", "numba", "threading layer", "threads:", "cuda", "backends:"):
         assert needle in out, needle
+    if simulator == "1":
+        assert "cuda device: the CUDA simulator" in out
