@@ -1,0 +1,10 @@
+"""Autograded exercises: the checks behind the grade cells, the notebook build, the grader.
+
+* :func:`check` is what a grade cell calls: ``check("softmax", softmax)``.
+* ``python -m nnlib.grading build [--check]`` generates ``exercises/`` from ``solutions/``.
+* ``python -m nnlib.grading grade [NOTEBOOK ...]`` (``make grade``) grades notebooks.
+"""
+
+from .checks import EXERCISES, check
+
+__all__ = ["EXERCISES", "check"]

@@ -1,0 +1,74 @@
+"""Command line: ``python -m nnlib.grading build|grade``.
+
+``build [--check] [--backup] [--no-run] [NAME ...]``
+    Execute the solution notebooks and regenerate the exercise notebooks from them.
+    ``--check`` changes nothing and exits 1 if any committed notebook is stale.
+``grade [NOTEBOOK ...] [--results DIR] [--timeout S]``
+    Grade exercise notebooks (default: every ``exercises/NN_*.ipynb``). Exits 0 when every
+    exercise passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import grader, notebooks
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nnlib.grading", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="regenerate exercises/ from solutions/")
+    b.add_argument("names", nargs="*", help="notebooks to build, e.g. 01_activations")
+    b.add_argument("--check", action="store_true", help="only report stale notebooks")
+    b.add_argument(
+        "--backup", action="store_true", help="back up a changed exercise, then overwrite it"
+    )
+    b.add_argument("--no-run", action="store_true", help="do not execute the solutions")
+    g = sub.add_parser("grade", help="grade exercise notebooks")
+    g.add_argument("notebooks", nargs="*", type=Path)
+    g.add_argument("--results", type=Path, default=Path("results"), help="folder for the JSON")
+    g.add_argument(
+        "--timeout", type=int, default=grader.DEFAULT_CELL_TIMEOUT, help="seconds per cell"
+    )
+    args = parser.parse_args(argv)
+
+    if args.command == "build":
+        if args.check:
+            problems = notebooks.stale(names=args.names)
+            for p in problems:
+                print(f"stale: {p}")
+            if problems:
+                print("Rebuild with: python -m nnlib.grading build")
+                return 1
+            print("notebooks are up to date")
+            return 0
+        try:
+            for line in notebooks.build(names=args.names, backup=args.backup, run=not args.no_run):
+                print(line)
+        except notebooks.BuildError as err:
+            print(f"build stopped: {err}", file=sys.stderr)
+            return 1
+        return 0
+
+    paths = args.notebooks or sorted((notebooks.ROOT / "exercises").glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        print("no exercise notebooks to grade", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"grade: no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    all_passed = True
+    for path in paths:
+        result = grader.grade(path, cell_timeout=args.timeout)
+        print(grader.table(result))
+        print(f"result written to {grader.write_result(result, args.results)}\n")
+        all_passed &= result["score"] == result["max_score"] and not result["problems"]
+    return 0 if all_passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

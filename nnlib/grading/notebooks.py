@@ -1,0 +1,228 @@
+"""Build exercise notebooks from solution notebooks (one source), and check they are current.
+
+A solution notebook ``solutions/NN_topic.ipynb`` is the source. In it
+
+* an **answer cell** is tagged ``answer:<exercise>``; its solution code sits between
+  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (indented like the code);
+* a **grade cell** is tagged ``grade:<exercise>`` and is one line, ``check(...)``.
+
+:func:`make_exercise` turns it into ``exercises/NN_topic.ipynb``: each solution region
+becomes ``raise NotImplementedError(...)``, outputs are cleared, the kernelspec is
+``python3`` and grade cells are locked (``editable: false, deletable: false``).
+:func:`build` also executes the solution notebook so its outputs are stored, and records
+a hash of the code it ran, so :func:`stale` can tell without running anything whether
+the committed notebooks still match their source.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+
+from .checks import STUB_MARK
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+ANSWER, GRADE = "answer:", "grade:"
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+META = "nnlib_grading"  # our key in notebook metadata
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class BuildError(Exception):
+    """A solution notebook breaks a rule of the build, or a learner's work is in the way."""
+
+
+def tagged(cell, prefix: str) -> str | None:
+    """The exercise name of a cell tagged ``<prefix><name>``, or None."""
+    for tag in cell.get("metadata", {}).get("tags", []):
+        if tag.startswith(prefix):
+            return tag[len(prefix) :]
+    return None
+
+
+def exercises_of(nb) -> list[str]:
+    """Exercise names in notebook order, from the grade cells' tags."""
+    return [name for cell in nb.cells if (name := tagged(cell, GRADE))]
+
+
+def stub_source(source: str, where: str) -> str:
+    """``source`` with each solution region replaced by ``raise NotImplementedError``."""
+    out, inside, function = [], False, where
+    for number, line in enumerate(source.splitlines(), 1):
+        stripped = line.strip()
+        if match := re.match(r"\s*def (\w+)\(", line):
+            function = match.group(1)
+        if stripped == BEGIN:
+            if inside:
+                raise BuildError(f"{where}, line {number}: {BEGIN} inside another region")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.append(
+                f'{indent}raise NotImplementedError("{function}: your code here {STUB_MARK}")'
+            )
+        elif stripped == END:
+            if not inside:
+                raise BuildError(f"{where}, line {number}: {END} without {BEGIN}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise BuildError(f"{where}: {BEGIN} is never closed by {END}")
+    return "\n".join(out)
+
+
+def sources_hash(nb) -> str:
+    """sha256 of the cell types and sources: what a learner (or an author) edits."""
+    digest = hashlib.sha256()
+    for cell in nb.cells:
+        digest.update(json.dumps([cell.cell_type, cell.source]).encode())
+    return digest.hexdigest()
+
+
+def make_exercise(solution, solution_name: str):
+    """The exercise notebook generated from a solution notebook (a pure function)."""
+    nb = copy.deepcopy(solution)
+    graded = exercises_of(nb)
+    for index, cell in enumerate(nb.cells):
+        where = f"{solution_name}, cell {index}"
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            cell.metadata.pop("execution", None)
+            answer = tagged(cell, ANSWER)
+            if BEGIN in cell.source or END in cell.source:
+                if answer is None:
+                    raise BuildError(f"{where} has a solution region but no answer:<name> tag")
+                cell.source = stub_source(cell.source, where)
+            if answer is not None and answer not in graded:
+                raise BuildError(f"{where}: answer:{answer} has no grade:{answer} cell")
+            if tagged(cell, GRADE):
+                cell.metadata["editable"] = False
+                cell.metadata["deletable"] = False
+    nb.metadata = {
+        "kernelspec": dict(KERNELSPEC),
+        "language_info": {"name": "python"},
+        META: {"source": f"solutions/{solution_name}"},
+    }
+    nb.metadata[META]["sources_sha256"] = sources_hash(nb)
+    return nb
+
+
+def dumps(nb) -> str:
+    return nbformat.writes(nb) + "\n"
+
+
+def execute(solution_path: Path, timeout: int = 600):
+    """Run a solution notebook top to bottom (nbclient) and record what code it ran."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(solution_path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        resources={"metadata": {"path": str(solution_path.parent)}},
+    )
+    client.execute()
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+    nb.metadata.setdefault(META, {})["executed_sources_sha256"] = sources_hash(nb)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    return nb
+
+
+def learner_changed(path: Path) -> bool:
+    """True when the exercise notebook at ``path`` holds edits made after it was built."""
+    if not path.exists():
+        return False
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # unreadable: treat as someone's work, never overwrite blindly
+        return True
+    recorded = nb.metadata.get(META, {}).get("sources_sha256")
+    return recorded != sources_hash(nb)
+
+
+def write_exercise(path: Path, nb, *, backup: bool = False) -> str:
+    """Write a generated exercise notebook without losing a learner's changes.
+
+    Returns what was done, as a sentence. A notebook with changes is refused
+    (:class:`BuildError`), or, with ``backup=True``, first copied to ``<name>.<time>.bak``.
+    """
+    text = dumps(nb)
+    if path.exists() and path.read_text() == text:
+        return f"{shown(path)}: up to date"
+    if learner_changed(path):
+        if not backup:
+            raise BuildError(
+                f"{shown(path)} has changes made after it was generated (your answers?), so it "
+                "was NOT overwritten. Move it elsewhere, or run the build with --backup to "
+                "keep a copy beside it and regenerate it."
+            )
+        saved = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+        shutil.copy2(path, saved)
+        path.write_text(text)
+        return f"{shown(path)}: had changes; kept them in {shown(saved)}, then regenerated it"
+    path.write_text(text)
+    return f"{shown(path)}: written"
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def solution_paths(root: Path = ROOT, names=()) -> list[Path]:
+    paths = sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    if names:
+        paths = [p for p in paths if p.stem in names or p.name in names]
+    return paths
+
+
+def build(root: Path = ROOT, names=(), *, backup: bool = False, run: bool = True) -> list[str]:
+    """Execute each solution notebook (if ``run``) and regenerate its exercise notebook."""
+    done = []
+    for solution in solution_paths(root, names):
+        if run:
+            nb = execute(solution)
+            solution.write_text(dumps(nb))
+            done.append(f"{shown(solution)}: executed, outputs stored")
+        nb = nbformat.read(solution, as_version=4)
+        exercise = make_exercise(nb, solution.name)
+        done.append(write_exercise(root / "exercises" / solution.name, exercise, backup=backup))
+    return done
+
+
+def stale(root: Path = ROOT, names=()) -> list[str]:
+    """What is out of date among the committed notebooks (empty: all current)."""
+    problems = []
+    solutions = solution_paths(root, names)
+    if not solutions:
+        problems.append(f"no solution notebooks found in {root / 'solutions'}")
+    for solution in solutions:
+        nb = nbformat.read(solution, as_version=4)
+        ran = nb.metadata.get(META, {}).get("executed_sources_sha256")
+        unrun = [
+            i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.execution_count is None
+        ]
+        if ran != sources_hash(nb) or unrun:
+            problems.append(
+                f"{shown(solution)}: its stored outputs are not from its current code "
+                "(edited or never executed since)"
+            )
+        exercise = root / "exercises" / solution.name
+        if not exercise.exists():
+            problems.append(f"{shown(exercise)}: missing")
+        elif exercise.read_text() != dumps(make_exercise(nb, solution.name)):
+            problems.append(f"{shown(exercise)}: differs from what {solution.name} generates")
+    return problems
