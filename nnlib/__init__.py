@@ -8,7 +8,7 @@ array([0., 0., 2.])
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import functional
+from . import callbacks, datasets, functional, init, losses, optim
 from ._backend import (
     BACKENDS,
     BackendUnavailableError,
@@ -16,6 +16,21 @@ from ._backend import (
     get_backend,
     use_backend,
 )
+from .gradient_check import GradCheck, gradcheck
+from .layers import (
+    ELU,
+    Dense,
+    Dropout,
+    Layer,
+    LeakyReLU,
+    NotBuiltError,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .model import Sequential
 
 try:
     __version__ = version("nnlib")
@@ -24,10 +39,29 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "BACKENDS",
+    "ELU",
     "BackendUnavailableError",
+    "Dense",
+    "Dropout",
+    "GradCheck",
+    "Layer",
+    "LeakyReLU",
+    "NotBuiltError",
+    "PReLU",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
     "__version__",
     "available_backends",
+    "callbacks",
+    "datasets",
     "functional",
     "get_backend",
+    "gradcheck",
+    "init",
+    "losses",
+    "optim",
     "use_backend",
 ]

@@ -22,16 +22,50 @@ CPU_KERNELS = sorted(op for op, backend in KERNELS if backend == "cpu")
 CUDA_KERNELS = sorted(op for op, backend in KERNELS if backend == "cuda")
 
 
+# Ops whose CUDA kernel is not written yet: they run on "numpy" and "cpu" only. The
+# list is explicit so that a new op cannot silently miss a backend.
+CUDA_PENDING: set[str] = {
+    "adam_update",
+    "bce",
+    "bce_with_logits",
+    "dense_backward",
+    "dense_forward",
+    "dropout",
+    "dropout_backward",
+    "mse",
+    "rmsprop_update",
+    "sgd_update",
+    "softmax_cross_entropy",
+}
+
+
 def test_every_op_has_all_three_backends():
     for op, backends in registered_ops().items():
-        assert backends == ("cpu", "cuda", "numpy"), f"{op} has only {backends}"
-    assert set(CPU_KERNELS) == set(CUDA_KERNELS) == set(registered_ops())
+        want = ("cpu", "numpy") if op in CUDA_PENDING else ("cpu", "cuda", "numpy")
+        assert backends == want, f"{op} has {backends}, expected {want}"
+    assert set(CPU_KERNELS) == set(registered_ops())
+    assert set(CUDA_KERNELS) == set(registered_ops()) - CUDA_PENDING
 
 
 def _signature(op, dtype, target):
     """Argument types the launcher passes to op's kernel."""
     arr1 = types.Array(dtype, 1, "C")
     arr2 = types.Array(dtype, 2, "C")
+    f64, i64 = types.float64, types.int64
+    training = {
+        "dense_forward": (arr2, arr2, arr1, i64, arr2),  # x, W, b, act, out
+        "dense_backward": (arr2, arr2, arr2, arr2, i64, arr2, arr2, arr2, arr1),
+        "softmax_cross_entropy": (arr2, types.Array(i64, 1, "C"), dtype, arr2),
+        "mse": (arr1, arr1, dtype, arr1),
+        "bce": (arr1, arr1, dtype, arr1),
+        "bce_with_logits": (arr1, arr1, dtype, arr1),
+        "sgd_update": (arr1,) * 3 + (f64,) * 4 + (i64, i64),
+        "rmsprop_update": (arr1,) * 4 + (f64,) * 5,
+        "adam_update": (arr1,) * 4 + (f64,) * 5 + (i64, i64),
+        "dropout": (arr1, types.Array(f64, 1, "C"), f64, arr1, arr1),
+    }
+    if op in training:
+        return training[op]
     if op.startswith(("softmax", "log_softmax")):
         return (arr2,) * (3 if op.endswith("backward") else 2)
     if op == "prelu":

@@ -1,0 +1,346 @@
+"""Layers. Each owns its ``forward`` and ``backward``, so the chain rule stays visible:
+
+* ``forward(x) -> y`` computes the output and keeps what the backward pass needs;
+* ``backward(dy) -> dx`` takes the gradient of the loss with respect to ``y`` and returns
+  the one with respect to ``x``, filling ``layer.grads`` on the way.
+
+Parameters and their gradients are dicts keyed by name: ``dense.params["W"]``,
+``dense.grads["W"]``. Shapes: N batch, D input features, H output features.
+
+The math is not here: every layer calls an op by name (through the functional API or
+:func:`nnlib._backend.dispatch`), and the op runs on the layer's backend.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import functional as F
+from . import init as initializers
+from ._backend import dispatch
+from .ops.dense import ACTIVATIONS
+
+__all__ = [
+    "ELU",
+    "Dense",
+    "Dropout",
+    "Layer",
+    "LeakyReLU",
+    "PReLU",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]
+
+
+class NotBuiltError(RuntimeError):
+    """A layer or model was used before its parameters exist."""
+
+
+class Layer:
+    """Base class. Subclasses set ``params``/``grads`` in :meth:`build`."""
+
+    #: the backend the layer's ops run on (None: resolved at each call); set by Sequential
+    backend: str | None = None
+
+    def __init__(self):
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.training = True
+        self.built = True  # layers without parameters are always built
+
+    # ``in_features`` is the width of the input (None if unknown); returns the output width.
+    def build(self, in_features: int | None, rng: np.random.Generator, dtype) -> int | None:
+        self.built = True
+        return in_features
+
+    def output_features(self, in_features: int | None) -> int | None:
+        """The output width for an input of width ``in_features`` (None: unknown)."""
+        return in_features
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# ---------------------------------------------------------------------------- Dense
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = act(x @ W + b)``.
+
+    Parameters
+    ----------
+    in_features : int
+        D, the width of the input. ``Dense(H)`` (one number) leaves D to be inferred
+        when the model is built.
+    out_features : int
+        H, the width of the output.
+    init : str or callable
+        initializer of ``W`` (D, H): a name of :data:`nnlib.init.INITIALIZERS`
+        (``"he"``, ``"xavier"``, ...) or ``f(shape, dtype=, seed=)``.
+    bias_init : str or callable
+        initializer of ``b`` (H,), zeros by default.
+    activation : None or "relu"
+        an activation fused into the same kernel (faster than ``Dense`` + ``ReLU``).
+    seed : int, Generator or None
+        build the parameters now from this seed. Without it they are built with the
+        model (``Sequential.build`` or ``fit``), from the model's seed.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int | None = None,
+        *,
+        init="xavier",
+        bias_init="zeros",
+        activation: str | None = None,
+        seed=None,
+        dtype=np.float32,
+    ):
+        super().__init__()
+        if out_features is None:
+            in_features, out_features = None, in_features
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0
+            ):
+                raise ValueError(f"Dense: {name} must be a positive int; got {value!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Dense: activation must be one of {list(ACTIVATIONS)}; got {activation!r}"
+            )
+        self.in_features, self.out_features = in_features, out_features
+        self.init, self.bias_init = initializers.get(init), initializers.get(bias_init)
+        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        self.activation, self._act = activation, ACTIVATIONS[activation]
+        self.built = False
+        if seed is not None and in_features is not None:
+            self.build(in_features, initializers.rng_from(seed), dtype)
+
+    def output_features(self, in_features):
+        return self.out_features
+
+    def build(self, in_features, rng, dtype):
+        if self.built:
+            return self.out_features
+        if in_features is None:
+            raise NotBuiltError(
+                f"{self!r}: the input width is unknown; give Dense(in_features, "
+                "out_features) or build the model with model.build(input_dim)"
+            )
+        if self.in_features is not None and self.in_features != in_features:
+            raise ValueError(
+                f"{self!r} expects {self.in_features} input features; got {in_features}"
+            )
+        self.in_features = in_features
+        shape = (in_features, self.out_features)
+        self.params = {
+            "W": np.ascontiguousarray(self.init(shape, dtype=dtype, seed=rng), dtype),
+            "b": np.ascontiguousarray(self.bias_init((self.out_features,), dtype=dtype, seed=rng)),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.built = True
+        return self.out_features
+
+    def forward(self, x):
+        """``x`` (N, D) -> ``y`` (N, H)."""
+        if not self.built:
+            raise NotBuiltError(f"{self!r} is not built: build its model first")
+        W = self.params["W"]
+        if x.ndim != 2 or x.shape[1] != W.shape[0]:
+            raise ValueError(
+                f"{self!r}: input must have shape (N, {W.shape[0]}); got {tuple(x.shape)}"
+            )
+        if np.dtype(x.dtype) != np.dtype(W.dtype):
+            raise TypeError(f"{self!r}: input must have dtype {W.dtype}; got {x.dtype}")
+        self.x = x
+        self.y = dispatch("dense_forward", self.backend)(x, W, self.params["b"], self._act)
+        return self.y
+
+    def backward(self, dy):
+        """``dy`` (N, H) -> ``dx`` (N, D); fills ``grads["W"]`` (D, H), ``grads["b"]`` (H,)."""
+        if tuple(dy.shape) != tuple(self.y.shape):
+            raise ValueError(f"{self!r}: dy must have shape {self.y.shape}; got {dy.shape}")
+        dx, dW, db = dispatch("dense_backward", self.backend)(
+            dy, self.x, self.params["W"], self.y, self._act
+        )
+        self.grads["W"], self.grads["b"] = dW, db
+        return dx
+
+    def __repr__(self) -> str:
+        act = f", activation={self.activation!r}" if self.activation else ""
+        return f"Dense({self.in_features}, {self.out_features}, init={self.init_name!r}{act})"
+
+
+# ---------------------------------------------------------------------------- activations
+
+
+class _Elementwise(Layer):
+    """An activation from :mod:`nnlib.functional`: ``y = f(x)``, ``dx = f_backward(dy, x)``."""
+
+    fn = staticmethod(F.relu)
+    fn_backward = staticmethod(F.relu_backward)
+
+    def _scalars(self):
+        return {}
+
+    def forward(self, x):
+        self.x = x
+        return self.fn(x, backend=self.backend, **self._scalars())
+
+    def backward(self, dy):
+        return self.fn_backward(dy, self.x, backend=self.backend, **self._scalars())
+
+
+class ReLU(_Elementwise):
+    """``max(x, 0)``."""
+
+
+class Sigmoid(_Elementwise):
+    """``1 / (1 + exp(-x))``."""
+
+    fn, fn_backward = staticmethod(F.sigmoid), staticmethod(F.sigmoid_backward)
+
+
+class Tanh(_Elementwise):
+    """``tanh(x)``."""
+
+    fn, fn_backward = staticmethod(F.tanh), staticmethod(F.tanh_backward)
+
+
+class LeakyReLU(_Elementwise):
+    """``x`` where ``x > 0``, else ``alpha * x`` (alpha fixed)."""
+
+    fn, fn_backward = staticmethod(F.leaky_relu), staticmethod(F.leaky_relu_backward)
+
+    def __init__(self, alpha: float = 0.01):
+        super().__init__()
+        self.alpha = alpha
+
+    def _scalars(self):
+        return {"alpha": self.alpha}
+
+    def __repr__(self):
+        return f"LeakyReLU(alpha={self.alpha})"
+
+
+class ELU(LeakyReLU):
+    """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+
+    fn, fn_backward = staticmethod(F.elu), staticmethod(F.elu_backward)
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__(alpha)
+
+    def __repr__(self):
+        return f"ELU(alpha={self.alpha})"
+
+
+class Softmax(Layer):
+    """Softmax over the features (the last axis). For training a classifier prefer a
+    plain output layer and ``loss="softmax_cross_entropy"``: fused, and stable."""
+
+    def forward(self, x):
+        self.x = x
+        return F.softmax(x, axis=-1, backend=self.backend)
+
+    def backward(self, dy):
+        return F.softmax_backward(dy, self.x, axis=-1, backend=self.backend)
+
+
+class PReLU(Layer):
+    """Parametric ReLU: ``x`` where ``x > 0``, else ``alpha * x``, alpha learned.
+
+    ``params["alpha"]`` has shape () (one slope), or (D,) with ``per_feature=True``.
+    """
+
+    def __init__(self, alpha: float = 0.25, *, per_feature: bool = False):
+        super().__init__()
+        self.alpha0, self.per_feature = float(alpha), per_feature
+        self.built = False
+        if not per_feature:
+            self.build(None, None, np.float32)
+
+    def build(self, in_features, rng, dtype):
+        if self.built:
+            return in_features
+        if self.per_feature and in_features is None:
+            raise NotBuiltError("PReLU(per_feature=True) needs the input width to be known")
+        shape = (in_features,) if self.per_feature else ()
+        self.params = {"alpha": np.full(shape, self.alpha0, dtype)}
+        self.grads = {"alpha": np.zeros(shape, dtype)}
+        self.built = True
+        return in_features
+
+    def forward(self, x):
+        if not self.built:
+            raise NotBuiltError(f"{self!r} is not built: build its model first")
+        self.x = x
+        return F.prelu(x, self.params["alpha"], backend=self.backend)
+
+    def backward(self, dy):
+        dx, dalpha = F.prelu_backward(dy, self.x, self.params["alpha"], backend=self.backend)
+        self.grads["alpha"] = np.asarray(dalpha).reshape(self.params["alpha"].shape)
+        return dx
+
+    def __repr__(self):
+        return f"PReLU(alpha={self.alpha0}, per_feature={self.per_feature})"
+
+
+# ---------------------------------------------------------------------------- Dropout
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability ``p`` and scale the
+    kept ones by ``1 / (1 - p)``; in evaluation, pass the input through unchanged.
+
+    ``seed``: int or Generator for the masks; by default the model (or ``fit(seed=)``)
+    gives the layer its own stream.
+    """
+
+    def __init__(self, p: float = 0.5, *, seed=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be a number in [0, 1); got {p!r}")
+        self.p = float(p)
+        self.rng = initializers.rng_from(seed) if seed is not None else None
+        self.frozen_u = None  # set by gradcheck: reuse one mask for every forward pass
+
+    def build(self, in_features, rng, dtype):
+        if self.rng is None:
+            self.rng = np.random.default_rng(rng.integers(2**63))
+        return in_features
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            self.mask = None
+            return x
+        if self.frozen_u is not None and self.frozen_u.shape == tuple(x.shape):
+            u = self.frozen_u
+        else:
+            if self.rng is None:
+                self.rng = np.random.default_rng()
+            u = self.rng.random(tuple(x.shape))  # float64: the same mask on every backend
+        y, self.mask = dispatch("dropout", self.backend)(x, u, self.p)
+        return y
+
+    def backward(self, dy):
+        if self.mask is None:
+            return dy
+        return dispatch("dropout_backward", self.backend)(dy, self.mask)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"

@@ -1,0 +1,203 @@
+"""Loss functions. Each computes the loss and its gradient with respect to the model's
+output in one fused op (see :mod:`nnlib.ops.losses` for the formulas).
+
+``loss(out, target) -> float`` stores the gradient; ``loss.backward() -> dout`` returns it
+(the same shape as ``out``). ``reduction="mean"`` averages (over rows for softmax
+cross-entropy, over all elements otherwise, as PyTorch does), ``"sum"`` adds.
+
+Targets are checked once, by :meth:`Loss.prepare`, before training starts:
+
+================================  ===========================  ==============================
+name                              model output ``out``         targets
+================================  ===========================  ==============================
+``"mse"``                         (N, K) any values            (N, K), or (N,) when K == 1
+``"bce"``                         (N, 1) probabilities         (N,) or (N, 1) in [0, 1]
+``"bce_with_logits"``             (N, 1) logits                (N,) or (N, 1) in [0, 1]
+``"softmax_cross_entropy"``       (N, C) logits                (N,) ints in [0, C) or
+                                                               (N, C) one-hot
+================================  ===========================  ==============================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._backend import dispatch
+
+__all__ = ["BCE", "LOSSES", "MSE", "BCEWithLogits", "Loss", "SoftmaxCrossEntropy", "get"]
+
+
+class Loss:
+    op = ""
+    classification = False
+
+    def __init__(self, reduction: str = "mean"):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
+        self.reduction = reduction
+        self.backend = None
+
+    def _count(self, out) -> int:
+        return out.size
+
+    def __call__(self, out, target) -> float:
+        """The loss of ``out`` against prepared ``target``; keeps the gradient."""
+        if self.op != "softmax_cross_entropy" and tuple(target.shape) != tuple(out.shape):
+            raise ValueError(
+                f"{type(self).__name__}: target shape {tuple(target.shape)} does not match "
+                f"the model output {tuple(out.shape)}"
+            )
+        n = self._count(out)
+        scale = 1.0 / n if (self.reduction == "mean" and n) else 1.0
+        total, self.grad = dispatch(self.op, self.backend)(out, target, scale)
+        return total * scale
+
+    def backward(self):
+        """d loss / d out, the shape of the last ``out``."""
+        return self.grad
+
+    # ---------------------------------------------------------------- targets
+    def prepare(self, y, out_features: int | None, dtype, name: str = "y"):
+        """Validate targets ``y`` once; return them in the form the op takes."""
+        y = _numeric(y, name)
+        if y.ndim == 1 and out_features == 1:
+            y = y[:, None]
+        if y.ndim != 2 or (out_features is not None and y.shape[1] != out_features):
+            raise ValueError(
+                f"{name} must have shape (N, {out_features}) for {type(self).__name__} "
+                f"(the model has {out_features} outputs); got {y.shape}"
+            )
+        _check_finite(y, name)
+        return np.ascontiguousarray(y, dtype)
+
+    def accuracy(self, out, target) -> float | None:
+        return None
+
+    def __repr__(self):
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
+
+
+def _numeric(y, name):
+    try:
+        y = np.asarray(y)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of numbers ({exc})") from None
+    if y.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of numbers; got dtype {y.dtype}")
+    return y
+
+
+def _check_finite(a, name):
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(
+            f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)}); "
+            "clean or impute the data before training"
+        )
+
+
+class MSE(Loss):
+    """Mean squared error ``mean((out - y)^2)``."""
+
+    op = "mse"
+
+
+class _Binary(Loss):
+    classification = True
+
+    def prepare(self, y, out_features, dtype, name="y"):
+        if out_features != 1:
+            raise ValueError(
+                f"{type(self).__name__} needs a model with 1 output; it has {out_features}. "
+                "For C classes use loss='softmax_cross_entropy'"
+            )
+        y = super().prepare(y, out_features, dtype, name)
+        if ((y < 0) | (y > 1)).any():
+            raise ValueError(f"{name} must be in [0, 1] for {type(self).__name__}")
+        return y
+
+    def accuracy(self, out, target):
+        return float(np.mean((out > self.threshold) == (target > 0.5)))
+
+
+class BCE(_Binary):
+    """Binary cross-entropy of probabilities ``out`` in [0, 1] (e.g. after a Sigmoid)."""
+
+    op = "bce"
+    threshold = 0.5
+
+
+class BCEWithLogits(_Binary):
+    """Binary cross-entropy of logits ``out`` (the sigmoid is fused in: stable)."""
+
+    op = "bce_with_logits"
+    threshold = 0.0
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax fused with cross-entropy: ``-log softmax(out)[label]`` per row."""
+
+    op = "softmax_cross_entropy"
+    classification = True
+
+    def _count(self, out):
+        return out.shape[0]
+
+    def prepare(self, y, out_features, dtype, name="y"):
+        y = _numeric(y, name)
+        if y.ndim == 2:  # one-hot
+            if y.shape[1] != out_features:
+                raise ValueError(
+                    f"one-hot {name} must have shape (N, {out_features}); got {y.shape}"
+                )
+            if not (np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()):
+                raise ValueError(
+                    f"{name} of shape (N, C) must be one-hot (a single 1 per row, else 0); "
+                    "for soft targets this loss is not the right one"
+                )
+            y = y.argmax(axis=1)
+        if y.ndim != 1:
+            raise ValueError(f"{name} must be labels (N,) or one-hot (N, C); got shape {y.shape}")
+        if y.dtype.kind == "f":
+            raise TypeError(
+                f"{name} must hold integer class labels for softmax_cross_entropy; got "
+                f"dtype {y.dtype}. Convert with {name}.astype(int)"
+            )
+        if y.size and (y.min() < 0 or y.max() >= out_features):
+            raise ValueError(
+                f"{name} labels must be in [0, {out_features}) for a model with "
+                f"{out_features} outputs; got labels from {y.min()} to {y.max()}"
+            )
+        return np.ascontiguousarray(y, np.int64)
+
+    def __call__(self, out, target):
+        if out.ndim != 2 or tuple(target.shape) != (out.shape[0],):
+            raise ValueError(
+                f"softmax_cross_entropy: out must be (N, C) and labels (N,); got "
+                f"{tuple(out.shape)} and {tuple(target.shape)}"
+            )
+        return super().__call__(out, target)
+
+    def accuracy(self, out, target):
+        return float(np.mean(np.asarray(out).argmax(axis=1) == target))
+
+
+LOSSES = {
+    "mse": MSE,
+    "mean_squared_error": MSE,
+    "bce": BCE,
+    "binary_cross_entropy": BCE,
+    "bce_with_logits": BCEWithLogits,
+    "binary_cross_entropy_with_logits": BCEWithLogits,
+    "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "cross_entropy": SoftmaxCrossEntropy,
+}
+
+
+def get(loss, reduction: str = "mean") -> Loss:
+    """A :class:`Loss` from its name (see :data:`LOSSES`) or an instance (returned)."""
+    if isinstance(loss, Loss):
+        return loss
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a Loss; got {loss!r}")
+    return LOSSES[loss](reduction)

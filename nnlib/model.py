@@ -1,0 +1,454 @@
+"""``Sequential``: a stack of layers, and the training loop (``fit``, ``evaluate``,
+``predict``, ``predict_proba``).
+
+The public methods validate everything (shapes, dtypes, labels, NaN/inf, arguments)
+before any kernel runs; the layers and ops below them trust what they are given.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+
+from . import callbacks as cb
+from . import functional as F
+from . import init as initializers
+from . import losses as losses_
+from ._backend import resolve_backend
+from .layers import Dense, Dropout, Layer, NotBuiltError
+from .optim import Optimizer
+
+__all__ = ["Sequential"]
+
+
+def _as_data(X, name, dtype):
+    """``X`` as a C-contiguous (N, D) array of ``dtype``; NaN/inf rejected."""
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be an array of numbers ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of numbers; got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, shape (N, D); got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype)
+    if not np.isfinite(arr).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(
+            f"{name} contains NaN or inf (first at index {bad}); clean or impute it first"
+        )
+    return arr
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+    return int(value)
+
+
+class Sequential:
+    """Layers applied one after the other.
+
+    Parameters
+    ----------
+    layers : list of Layer
+    seed : int, Generator or None
+        builds the parameters now (if every input width is known); otherwise they are
+        built by :meth:`build` or at the start of :meth:`fit` from ``fit``'s seed.
+    dtype : float32 (default) or float64
+    """
+
+    def __init__(self, layers, *, seed=None, dtype=np.float32):
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be an nnlib Layer; got {type(layer).__name__}")
+        if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"dtype must be float32 or float64; got {np.dtype(dtype)}")
+        self.layers, self.dtype = layers, np.dtype(dtype)
+        self.backend = None
+        self.loss = None
+        self.stop_training = False
+        self.record_outputs = False
+        self.outputs: list = []
+        self._check_chain()
+        dense_ready = all(layer.built for layer in layers if isinstance(layer, Dense))
+        if (seed is not None or dense_ready) and self.input_features is not None:
+            self.build(seed=seed)  # (with every Dense seeded, the rest needs no randomness)
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def input_features(self):
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                return layer.in_features
+        return None
+
+    @property
+    def output_features(self):
+        width = self.input_features
+        for layer in self.layers:
+            width = layer.output_features(width)
+        return width
+
+    def _check_chain(self):
+        width, source = None, None
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                if width is not None and layer.in_features not in (None, width):
+                    raise ValueError(
+                        f"layers do not chain: layers[{i}] {layer!r} expects "
+                        f"{layer.in_features} input features, but layers[{source}] outputs "
+                        f"{width}"
+                    )
+                source = i
+            width = layer.output_features(width)
+
+    @property
+    def built(self) -> bool:
+        return all(layer.built for layer in self.layers)
+
+    def build(self, input_dim: int | None = None, *, seed=None) -> Sequential:
+        """Create the parameters of every layer (input width ``input_dim`` if the first
+        Dense does not give it), drawing them from ``seed``."""
+        rng = initializers.rng_from(seed)
+        if input_dim is not None and self.input_features not in (None, input_dim):
+            raise ValueError(
+                f"the model expects {self.input_features} input features; got {input_dim}"
+            )
+        width = input_dim if input_dim is not None else self.input_features
+        for layer in self.layers:
+            width = layer.build(width, rng, self.dtype)
+        return self
+
+    def _require_built(self, what):
+        if not self.built:
+            raise NotBuiltError(
+                f"{what}: the model is not built yet. Call model.build(input_dim, seed=...) "
+                "or model.fit(...) first (or give every Dense a seed)"
+            )
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Every parameter by name, ``"<layer index>.<name>"`` (e.g. ``"0.W"``): live arrays."""
+        self._require_built("parameters()")
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()
+        }
+
+    def gradients(self) -> dict[str, np.ndarray]:
+        """The gradients of the last backward pass, named like :meth:`parameters`."""
+        self._require_built("gradients()")
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
+        }
+
+    def set_parameters(self, values: dict) -> None:
+        """Copy ``values`` (a dict like :meth:`parameters`) into the parameters, in place."""
+        params = self.parameters()
+        for name, v in values.items():
+            if name not in params or np.shape(v) != params[name].shape:
+                raise ValueError(f"set_parameters: no parameter {name!r} of shape {np.shape(v)}")
+            params[name][...] = v
+
+    def astype(self, dtype) -> Sequential:
+        """A deep copy of the model with every parameter (and gradient) cast to ``dtype``."""
+        clone = copy.deepcopy(self)
+        clone.dtype = np.dtype(dtype)
+        for layer in clone.layers:
+            layer.params = {k: np.ascontiguousarray(v, dtype) for k, v in layer.params.items()}
+            layer.grads = {k: np.ascontiguousarray(v, dtype) for k, v in layer.grads.items()}
+        return clone
+
+    def _set_backend(self, backend):
+        self.backend = resolve_backend(backend)
+        for layer in self.layers:
+            layer.backend = self.backend
+
+    def _set_training(self, training: bool):
+        for layer in self.layers:
+            layer.training = training
+
+    # ------------------------------------------------------------------ passes
+    def forward(self, x, *, training: bool = False):
+        """``x`` (N, D) -> output (N, K), through every layer. Validates ``x``."""
+        self._require_built("forward()")
+        x = _as_data(x, "x", self.dtype)
+        return self._forward(x, training)
+
+    def _forward(self, x, training):
+        self._set_training(training)
+        if self.backend is None:
+            self._set_backend(None)
+        if x.shape[1] != self.input_features:
+            raise ValueError(
+                f"X must have {self.input_features} features (columns); got shape {x.shape}"
+            )
+        self.outputs = []
+        for layer in self.layers:
+            x = layer.forward(x)
+            if self.record_outputs:
+                self.outputs.append(x)
+        return x
+
+    def backward(self, dout):
+        """Back-propagate ``dout`` (N, K) through every layer; fills each layer's grads."""
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        return dout
+
+    __call__ = forward
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        X,
+        y,
+        *,
+        loss="softmax_cross_entropy",
+        optimizer: Optimizer | None = None,
+        epochs: int = 1,
+        batch_size: int = 32,
+        shuffle: bool = True,
+        validation_split: float = 0.0,
+        validation_data=None,
+        seed=None,
+        callbacks=None,
+        verbose: int = 1,
+        backend: str | None = None,
+        reduction: str = "mean",
+    ) -> cb.History:
+        """Train the model; return a :class:`nnlib.callbacks.History`.
+
+        Parameters
+        ----------
+        X : array (N, D)
+        y : targets for ``loss`` (see :mod:`nnlib.losses`): labels (N,) or one-hot (N, C)
+            for ``"softmax_cross_entropy"``, (N,) or (N, K) values otherwise.
+        loss : name or :class:`nnlib.losses.Loss`
+        optimizer : an :mod:`nnlib.optim` optimizer (default: ``Adam(lr=1e-3)``)
+        epochs : int >= 0
+        batch_size : int >= 1; 1 is stochastic, >= N is full-batch, between is mini-batch
+        shuffle : reshuffle the training examples every epoch (seeded by ``seed``)
+        validation_split : fraction in [0, 1) of (X, y) held out, chosen at random
+            (seeded), for ``val_loss``/``val_accuracy``
+        validation_data : ``(X_val, y_val)`` instead of ``validation_split``
+        seed : int, Generator or None: the split, the shuffling, the dropout masks and
+            (if the model is not built yet) the initial weights
+        callbacks : list of :class:`nnlib.callbacks.Callback`
+        verbose : 0 silent, 1 a progress bar (tqdm) over epochs
+        backend : "numpy", "cpu" or "cuda" (see :func:`nnlib.use_backend`)
+        """
+        # ---- validate everything before any kernel runs
+        epochs = _check_int(epochs, "epochs", 0)
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        if optimizer is None:
+            from .optim import Adam
+
+            optimizer = Adam(lr=1e-3)
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                f"optimizer must be an nnlib.optim optimizer (e.g. nl.optim.Adam(lr=1e-3)); got "
+                f"{type(optimizer).__name__}"
+            )
+        loss_fn = losses_.get(loss, reduction)
+        if isinstance(validation_split, bool) or not (
+            isinstance(validation_split, numbers.Real) and 0 <= validation_split < 1
+        ):
+            raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
+        if validation_split and validation_data is not None:
+            raise ValueError("give validation_split or validation_data, not both")
+        callbacks = list(callbacks or [])
+        for c in callbacks:
+            if not isinstance(c, cb.Callback):
+                raise TypeError(f"callbacks must be nnlib Callbacks; got {type(c).__name__}")
+        self._set_backend(backend)
+        rng = initializers.rng_from(seed)
+        X = _as_data(X, "X", self.dtype)
+        if not self.built:
+            self.build(X.shape[1], seed=rng)
+        if X.shape[1] != self.input_features:
+            raise ValueError(
+                f"X must have {self.input_features} features (columns) for this model; got "
+                f"shape {X.shape}"
+            )
+        targets = loss_fn.prepare(y, self.output_features, self.dtype)
+        if len(targets) != len(X):
+            raise ValueError(f"X and y must have the same length; got {len(X)} and {len(targets)}")
+        if validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+                raise TypeError("validation_data must be a pair (X_val, y_val)")
+            X_val = _as_data(validation_data[0], "validation_data[0]", self.dtype)
+            y_val = loss_fn.prepare(validation_data[1], self.output_features, self.dtype, "y_val")
+            if X_val.shape[1] != X.shape[1] or len(X_val) != len(y_val):
+                raise ValueError(
+                    f"validation_data must be (N_val, {X.shape[1]}) data with N_val targets; "
+                    f"got {X_val.shape} and {len(y_val)} targets"
+                )
+        elif validation_split:
+            n_val = round(len(X) * validation_split)
+            perm = rng.permutation(len(X))
+            val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            X_val, y_val = X[val_idx], targets[val_idx]
+            X, targets = X[train_idx], targets[train_idx]
+        else:
+            X_val = y_val = None
+        if len(X) == 0 and epochs > 0:
+            raise ValueError("no training examples left (X is empty after the validation split)")
+        loss_fn.backend = self.backend
+        self.loss = loss_fn
+        for layer in self.layers:  # each Dropout gets its own stream, derived from seed
+            if isinstance(layer, Dropout):
+                layer.rng = np.random.default_rng(rng.integers(2**63))
+        optimizer.backend = self.backend
+        optimizer.bind(self.parameters(), self.gradients())
+        # the gradient dict must follow the layers, which replace their grad arrays
+        history = cb.History()
+        callbacks = [history, *callbacks]
+        for c in callbacks:
+            c.set_context(self, optimizer)
+
+        # ---- the loop
+        n = len(X)
+        n_batches = -(-n // batch_size)
+        self.stop_training = False
+        bar = _progress(epochs, verbose)
+        for c in callbacks:
+            c.on_train_begin({})
+        for epoch in range(epochs):
+            for c in callbacks:
+                c.on_epoch_begin(epoch, {})
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total, correct = 0.0, 0.0
+            for b in range(n_batches):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
+                for c in callbacks:
+                    c.on_batch_begin(b, logs)
+                xb, yb = X[idx], targets[idx]
+                out = self._forward(xb, training=True)
+                value = loss_fn(out, yb)
+                self.backward(loss_fn.backward())
+                optimizer.grads = self.gradients()
+                for c in callbacks:
+                    c.on_after_backward(b, logs)
+                optimizer.step()
+                logs["loss"] = value
+                for c in callbacks:
+                    c.on_batch_end(b, logs)
+                total += value * (len(idx) if reduction == "mean" else 1)
+                if loss_fn.classification:
+                    correct += loss_fn.accuracy(out, yb) * len(idx)
+            logs = {"loss": total / n if reduction == "mean" else total}
+            if loss_fn.classification:
+                logs["accuracy"] = correct / n
+            if X_val is not None and len(X_val):
+                logs.update(
+                    {f"val_{k}": v for k, v in self._evaluate(X_val, y_val, loss_fn).items()}
+                )
+            logs["lr"] = optimizer.lr
+            for c in callbacks:
+                c.on_epoch_end(epoch, logs)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                bar.update(1)
+            if self.stop_training:
+                break
+        for c in callbacks:
+            c.on_train_end({})
+        if bar is not None:
+            bar.close()
+        self._set_training(False)
+        return history
+
+    # ------------------------------------------------------------------ inference
+    def _predict_raw(self, X, batch_size):
+        outs = [
+            np.asarray(self._forward(X[i : i + batch_size], training=False))
+            for i in range(0, len(X), batch_size)
+        ]
+        if not outs:
+            return np.zeros((0, self.output_features), self.dtype)
+        return np.concatenate(outs)
+
+    def _evaluate(self, X, targets, loss_fn, batch_size=1024):
+        out = self._predict_raw(X, batch_size)
+        result = {"loss": loss_fn(out, targets)}
+        if loss_fn.classification:
+            result["accuracy"] = loss_fn.accuracy(out, targets)
+        return result
+
+    def _prepare_inference(self, X, backend, what):
+        self._require_built(what)
+        if backend is not None or self.backend is None:
+            self._set_backend(backend)
+        X = _as_data(X, "X", self.dtype)
+        if X.shape[1] != self.input_features:
+            raise ValueError(
+                f"X must have {self.input_features} features (columns); got shape {X.shape}"
+            )
+        return X
+
+    def evaluate(self, X, y, *, loss=None, batch_size: int = 1024, backend=None) -> dict:
+        """``{"loss": ..., "accuracy": ...}`` on (X, y) in evaluation mode (no dropout).
+
+        ``loss`` defaults to the one of the last ``fit``; ``accuracy`` is given for the
+        classification losses only.
+        """
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        X = self._prepare_inference(X, backend, "evaluate()")
+        if loss is None and self.loss is None:
+            raise ValueError("evaluate: pass loss=... (the model has not been fit yet)")
+        loss_fn = losses_.get(loss, "mean") if loss is not None else copy.copy(self.loss)
+        loss_fn.backend = self.backend
+        targets = loss_fn.prepare(y, self.output_features, self.dtype)
+        if len(targets) != len(X):
+            raise ValueError(f"X and y must have the same length; got {len(X)} and {len(targets)}")
+        return self._evaluate(X, targets, loss_fn, batch_size)
+
+    def predict_proba(self, X, *, batch_size: int = 1024, backend=None):
+        """Class probabilities (N, C): softmax of the output for
+        ``softmax_cross_entropy``, sigmoid for ``bce_with_logits``, the output itself for
+        ``bce`` (it already is a probability) and when the last layer is a Softmax."""
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        X = self._prepare_inference(X, backend, "predict_proba()")
+        out = self._predict_raw(X, batch_size)
+        if isinstance(self.loss, losses_.SoftmaxCrossEntropy):
+            return F.softmax(out, backend=self.backend)
+        if isinstance(self.loss, losses_.BCEWithLogits):
+            return F.sigmoid(out, backend=self.backend)
+        if self.loss is None or isinstance(self.loss, losses_.MSE):
+            last = type(self.layers[-1]).__name__
+            if last not in ("Softmax", "Sigmoid"):
+                raise ValueError(
+                    "predict_proba: the model is not a classifier (fit it with a "
+                    "classification loss, or end it with Softmax/Sigmoid)"
+                )
+        return out
+
+    def predict(self, X, *, batch_size: int = 1024, backend=None):
+        """Class labels (N,) for a classifier (fit with a classification loss); the raw
+        output (N, K) otherwise (e.g. a regression fit with ``"mse"``)."""
+        batch_size = _check_int(batch_size, "batch_size", 1)
+        if self.loss is not None and self.loss.classification:
+            proba = self.predict_proba(X, batch_size=batch_size, backend=backend)
+            if proba.shape[1] == 1:
+                return (proba[:, 0] > 0.5).astype(np.int64)
+            return proba.argmax(axis=1)
+        X = self._prepare_inference(X, backend, "predict()")
+        return self._predict_raw(X, batch_size)
+
+    def __repr__(self):
+        inner = ",\n    ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([\n    {inner},\n])"
+
+
+def _progress(epochs, verbose):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: no bar then
+        return None
+    return tqdm(total=epochs, unit="epoch", leave=True)

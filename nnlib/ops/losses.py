@@ -1,0 +1,161 @@
+"""Losses, each fused with its gradient: one pass computes the loss terms and the
+gradient with respect to the prediction. The NumPy reference and the Numba CPU kernel
+side by side.
+
+Every op returns ``(total, grad)``: ``total`` is the *sum* of the per-element (or
+per-row) losses as a float, ``grad`` is ``d(scale * total) / d(prediction)``, with the
+shape of the prediction. The caller picks ``scale`` (``1/count`` for a mean, 1 for a
+sum), so the reduction costs nothing extra.
+
+softmax_cross_entropy   logits z (N, C), labels (N,) int64 in [0, C)
+    loss_n = logsumexp(z_n) - z_n[label_n]         grad = scale * (softmax(z_n) - onehot)
+mse                     pred, target (M,) (flattened)
+    loss_i = (p_i - t_i)^2                         grad = scale * 2 (p_i - t_i)
+bce                     probabilities p, targets t in [0, 1], (M,)
+    loss_i = -(t log p + (1 - t) log(1 - p))       grad = scale * (p - t) / (p (1 - p))
+    NOTE: as in PyTorch, each log is clamped at -100 and p (1 - p) at 1e-12, so p = 0
+    or 1 gives a large but finite loss and gradient instead of inf/nan.
+bce_with_logits         logits z, targets t in [0, 1], (M,)
+    loss_i = max(z, 0) - z t + log(1 + exp(-|z|))  grad = scale * (sigmoid(z) - t)
+    NOTE: this form never calls exp on a positive number, so it cannot overflow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._backend import register
+from ._launch import KERNELS
+
+LOG_CLAMP = -100.0
+BCE_EPS = 1e-12
+
+# ---------------------------------------------------------------------- reference
+
+
+@register("softmax_cross_entropy", "numpy")
+def softmax_cross_entropy_ref(z, labels, scale):
+    m = z.max(axis=1, keepdims=True)  # (N, 1)
+    e = np.exp(z - m)  # (N, C), entries in (0, 1]
+    s = e.sum(axis=1, keepdims=True)  # (N, 1), >= 1
+    rows = np.arange(z.shape[0])
+    losses = (np.log(s[:, 0]) + m[:, 0] - z[rows, labels]).astype(np.float64)  # (N,)
+    grad = e / s  # softmax, (N, C)
+    grad[rows, labels] -= 1
+    return float(losses.sum()), (grad * z.dtype.type(scale)).astype(z.dtype)
+
+
+@register("mse", "numpy")
+def mse_ref(p, t, scale):
+    d = p - t  # (M,)
+    return float(np.sum(d.astype(np.float64) ** 2)), (2 * scale * d).astype(p.dtype)
+
+
+@register("bce", "numpy")
+def bce_ref(p, t, scale):
+    with np.errstate(divide="ignore"):  # log(0) = -inf, clamped just below
+        log_p = np.maximum(np.log(p), LOG_CLAMP)
+        log_q = np.maximum(np.log1p(-p), LOG_CLAMP)
+    total = float(np.sum(-(t * log_p + (1 - t) * log_q), dtype=np.float64))
+    grad = scale * (p - t) / np.maximum(p * (1 - p), BCE_EPS)
+    return total, grad.astype(p.dtype)
+
+
+@register("bce_with_logits", "numpy")
+def bce_with_logits_ref(z, t, scale):
+    losses = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+    sig = np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), 1 - 1 / (1 + np.exp(-np.abs(z))))
+    return float(np.sum(losses, dtype=np.float64)), (scale * (sig - t)).astype(z.dtype)
+
+
+# ---------------------------------------------------------------------- CPU (Numba)
+# One row (or element) per prange iteration; the loss total is a scalar reduction,
+# which Numba parallelises safely (each thread sums privately, then they are added).
+
+
+@njit(parallel=True, cache=True)
+def softmax_cross_entropy_cpu(z, labels, scale, grad):
+    total = 0.0
+    for i in prange(z.shape[0]):
+        m = z[i, 0]
+        for j in range(1, z.shape[1]):
+            m = max(m, z[i, j])
+        s = 0.0
+        for j in range(z.shape[1]):
+            e = math.exp(z[i, j] - m)
+            grad[i, j] = e  # SPEEDTIP: keep exp(z - m) so it is computed once
+            s += e
+        inv = 1.0 / s
+        for j in range(z.shape[1]):
+            grad[i, j] = grad[i, j] * inv * scale
+        grad[i, labels[i]] -= scale
+        total += math.log(s) + m - z[i, labels[i]]
+    return total
+
+
+@njit(parallel=True, cache=True)
+def mse_cpu(p, t, scale, grad):
+    total = 0.0
+    for i in prange(p.size):
+        d = p[i] - t[i]
+        grad[i] = 2.0 * scale * d
+        total += d * d
+    return total
+
+
+@njit(parallel=True, cache=True)
+def bce_cpu(p, t, scale, grad):
+    total = 0.0
+    for i in prange(p.size):
+        log_p = max(math.log(p[i]), LOG_CLAMP) if p[i] > 0 else LOG_CLAMP
+        log_q = max(math.log1p(-p[i]), LOG_CLAMP) if p[i] < 1 else LOG_CLAMP
+        total += -(t[i] * log_p + (1.0 - t[i]) * log_q)
+        grad[i] = scale * (p[i] - t[i]) / max(p[i] * (1.0 - p[i]), BCE_EPS)
+    return total
+
+
+@njit(parallel=True, cache=True)
+def bce_with_logits_cpu(z, t, scale, grad):
+    total = 0.0
+    for i in prange(z.size):
+        e = math.exp(-abs(z[i]))  # in (0, 1]: never overflows
+        total += max(z[i], 0.0) - z[i] * t[i] + math.log1p(e)
+        sig = 1.0 / (1.0 + e) if z[i] >= 0 else e / (1.0 + e)
+        grad[i] = scale * (sig - t[i])
+    return total
+
+
+for _op, _kernel in [
+    ("softmax_cross_entropy", softmax_cross_entropy_cpu),
+    ("mse", mse_cpu),
+    ("bce", bce_cpu),
+    ("bce_with_logits", bce_with_logits_cpu),
+]:
+    KERNELS[_op, "cpu"] = _kernel
+
+
+@register("softmax_cross_entropy", "cpu")
+def softmax_cross_entropy_cpu_launch(z, labels, scale):
+    grad = np.empty_like(z)
+    if z.shape[0] == 0:
+        return 0.0, grad
+    return float(softmax_cross_entropy_cpu(z, labels, z.dtype.type(scale), grad)), grad
+
+
+def _flat_launch(kernel):
+    def run(p, t, scale):
+        shape = p.shape
+        p, t = np.ascontiguousarray(p).reshape(-1), np.ascontiguousarray(t).reshape(-1)
+        grad = np.empty_like(p)
+        total = float(kernel(p, t, p.dtype.type(scale), grad)) if p.size else 0.0
+        return total, grad.reshape(shape)
+
+    return run
+
+
+register("mse", "cpu")(_flat_launch(mse_cpu))
+register("bce", "cpu")(_flat_launch(bce_cpu))
+register("bce_with_logits", "cpu")(_flat_launch(bce_with_logits_cpu))
