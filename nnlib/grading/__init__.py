@@ -5,6 +5,7 @@
 * ``python -m nnlib.grading grade [NOTEBOOK ...]`` (``make grade``) grades notebooks.
 """
 
+from . import activations  # noqa: F401  (registers the exercises of 01_activations)
 from .checks import EXERCISES, check
 
 __all__ = ["EXERCISES", "check"]

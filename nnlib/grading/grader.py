@@ -199,7 +199,7 @@ def grade(path: Path, *, cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> dict:
                 f"no answer cell tagged {ANSWER}{name} in your notebook: graded the empty "
                 "stub. Restore the cell (see exercises/README.md) and put your code in it."
             )
-        elif answer is not None and answer["outcome"] == "failed":
+        elif answer is not None and answer["outcome"] != "passed":
             timed_out = "Timeout" in answer["message"]
             status = "timeout" if timed_out else "error"
             if timed_out:
@@ -213,18 +213,16 @@ def grade(path: Path, *, cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> dict:
                     if answer["ename"]
                     else f"your answer cell failed: {_first_line(answer['message'])}"
                 )
-        elif graded is None or graded["outcome"] != "failed":
-            status = "pass" if graded is not None else "fail"
         else:
-            status = "fail"
+            status = "pass" if graded is not None and graded["outcome"] == "passed" else "fail"
         if graded is not None:
             feedback += [line for line in graded["stdout"].splitlines() if line.strip()]
-            if graded["outcome"] == "failed" and graded["evalue"]:
+            if graded["outcome"] != "passed" and graded["evalue"]:
                 feedback += graded["evalue"].splitlines()
-            elif graded["outcome"] == "failed" and status == "fail":
+            elif graded["outcome"] != "passed" and status == "fail":
                 feedback.append(_first_line(graded["message"]))
-        elif status == "pass":  # pragma: no cover - the grade cell always reports
-            status = "fail"
+        elif status == "fail":
+            feedback.append("the grade cell did not run")
         results.append(
             ExerciseResult(
                 name, points[name] if status == "pass" else 0, points[name], status, feedback
