@@ -2,7 +2,9 @@
 output in one fused op (see :mod:`nnlib.ops.losses` for the formulas).
 
 ``loss(out, target) -> float`` stores the gradient; ``loss.backward() -> dout`` returns it
-(the same shape as ``out``). ``reduction="mean"`` averages (over rows for softmax
+(the same shape as ``out``). ``loss.accumulate(out, target, acc)`` does the same but adds
+the loss sum and the number of correct predictions into ``acc`` instead of returning
+them: ``fit`` uses it so that nothing is read back from the GPU during an epoch. ``reduction="mean"`` averages (over rows for softmax
 cross-entropy, over all elements otherwise, as PyTorch does), ``"sum"`` adds.
 
 Targets are checked once, by :meth:`Loss.prepare`, before training starts:
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._arrays import to_host, zeros_like_on
 from ._backend import dispatch
 
 __all__ = ["BCE", "LOSSES", "MSE", "BCEWithLogits", "Loss", "SoftmaxCrossEntropy", "get"]
@@ -40,17 +43,25 @@ class Loss:
     def _count(self, out) -> int:
         return out.size
 
-    def __call__(self, out, target) -> float:
-        """The loss of ``out`` against prepared ``target``; keeps the gradient."""
+    def _scale(self, out) -> float:
+        n = self._count(out)
+        return 1.0 / n if (self.reduction == "mean" and n) else 1.0
+
+    def accumulate(self, out, target, acc) -> None:
+        """Add the loss sum and the correct count of ``out`` into ``acc`` (float64, (2,),
+        where ``out`` lives); keep the gradient of the (reduced) loss."""
         if self.op != "softmax_cross_entropy" and tuple(target.shape) != tuple(out.shape):
             raise ValueError(
                 f"{type(self).__name__}: target shape {tuple(target.shape)} does not match "
                 f"the model output {tuple(out.shape)}"
             )
-        n = self._count(out)
-        scale = 1.0 / n if (self.reduction == "mean" and n) else 1.0
-        total, self.grad = dispatch(self.op, self.backend)(out, target, scale)
-        return total * scale
+        self.grad = dispatch(self.op, self.backend)(out, target, self._scale(out), acc)
+
+    def __call__(self, out, target) -> float:
+        """The loss of ``out`` against prepared ``target``; keeps the gradient."""
+        acc = zeros_like_on(out, 2)
+        self.accumulate(out, target, acc)
+        return float(to_host(acc)[0]) * self._scale(out)
 
     def backward(self):
         """d loss / d out, the shape of the last ``out``."""
@@ -170,13 +181,13 @@ class SoftmaxCrossEntropy(Loss):
             )
         return np.ascontiguousarray(y, np.int64)
 
-    def __call__(self, out, target):
+    def accumulate(self, out, target, acc):
         if out.ndim != 2 or tuple(target.shape) != (out.shape[0],):
             raise ValueError(
                 f"softmax_cross_entropy: out must be (N, C) and labels (N,); got "
                 f"{tuple(out.shape)} and {tuple(target.shape)}"
             )
-        return super().__call__(out, target)
+        super().accumulate(out, target, acc)
 
     def accuracy(self, out, target):
         return float(np.mean(np.asarray(out).argmax(axis=1) == target))

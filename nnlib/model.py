@@ -16,6 +16,7 @@ from . import callbacks as cb
 from . import functional as F
 from . import init as initializers
 from . import losses as losses_
+from ._arrays import to_host, zeros_like_on
 from ._backend import resolve_backend
 from .layers import Dense, Dropout, Layer, NotBuiltError
 from .optim import Optimizer
@@ -320,29 +321,23 @@ class Sequential:
             for c in callbacks:
                 c.on_epoch_begin(epoch, {})
             order = rng.permutation(n) if shuffle else np.arange(n)
-            total, correct = 0.0, 0.0
+            acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
             for b in range(n_batches):
                 idx = order[b * batch_size : (b + 1) * batch_size]
                 logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
                 for c in callbacks:
                     c.on_batch_begin(b, logs)
-                xb, yb = X[idx], targets[idx]
+                xb, yb = take_rows(X, idx), take_rows(targets, idx)
                 out = self._forward(xb, training=True)
-                value = loss_fn(out, yb)
+                loss_fn.accumulate(out, yb, acc)
                 self.backward(loss_fn.backward())
                 optimizer.grads = self.gradients()
                 for c in callbacks:
                     c.on_after_backward(b, logs)
                 optimizer.step()
-                logs["loss"] = value
                 for c in callbacks:
                     c.on_batch_end(b, logs)
-                total += value * (len(idx) if reduction == "mean" else 1)
-                if loss_fn.classification:
-                    correct += loss_fn.accuracy(out, yb) * len(idx)
-            logs = {"loss": total / n if reduction == "mean" else total}
-            if loss_fn.classification:
-                logs["accuracy"] = correct / n
+            logs = self._epoch_logs(acc, n, loss_fn)  # the one read-back of the epoch
             if X_val is not None and len(X_val):
                 logs.update(
                     {f"val_{k}": v for k, v in self._evaluate(X_val, y_val, loss_fn).items()}
@@ -372,12 +367,22 @@ class Sequential:
             return np.zeros((0, self.output_features), self.dtype)
         return np.concatenate(outs)
 
-    def _evaluate(self, X, targets, loss_fn, batch_size=1024):
-        out = self._predict_raw(X, batch_size)
-        result = {"loss": loss_fn(out, targets)}
+    def _epoch_logs(self, acc, n, loss_fn) -> dict:
+        """Loss (and accuracy) of ``n`` examples from the sums in ``acc``."""
+        total, correct = (float(v) for v in to_host(acc))
+        per_example = 1 if isinstance(loss_fn, losses_.SoftmaxCrossEntropy) else None
+        count = n * (per_example or self.output_features)
+        logs = {"loss": total / count if loss_fn.reduction == "mean" else total}
         if loss_fn.classification:
-            result["accuracy"] = loss_fn.accuracy(out, targets)
-        return result
+            logs["accuracy"] = correct / n
+        return logs
+
+    def _evaluate(self, X, targets, loss_fn, batch_size=1024):
+        acc = zeros_like_on(X, 2)
+        for i in range(0, len(X), batch_size):
+            out = self._forward(X[i : i + batch_size], training=False)
+            loss_fn.accumulate(out, targets[i : i + batch_size], acc)
+        return self._epoch_logs(acc, len(X), loss_fn)
 
     def _prepare_inference(self, X, backend, what):
         self._require_built(what)
@@ -442,6 +447,11 @@ class Sequential:
     def __repr__(self):
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner},\n])"
+
+
+def take_rows(a, idx):
+    """Rows ``idx`` of ``a`` (a batch), as a C-contiguous array where ``a`` lives."""
+    return a[idx]
 
 
 def _progress(epochs, verbose):

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from ._arrays import zeros_like
 from ._backend import dispatch
 from ._validate import check_scalar
 
@@ -79,7 +80,7 @@ class Optimizer:
         for name, p in params.items():
             old = self.state.get(name)
             if old is None or any(a.shape != p.shape or a.dtype != p.dtype for a in old.values()):
-                self.state[name] = {s: np.zeros_like(p) for s in self.state_names}
+                self.state[name] = {s: zeros_like(p) for s in self.state_names}
         return self
 
     def step(self) -> None:

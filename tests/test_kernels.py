@@ -52,13 +52,15 @@ def _signature(op, dtype, target):
     arr1 = types.Array(dtype, 1, "C")
     arr2 = types.Array(dtype, 2, "C")
     f64, i64 = types.float64, types.int64
+    acc = types.Array(f64, 1, "C")
     training = {
         "dense_forward": (arr2, arr2, arr1, i64, arr2),  # x, W, b, act, out
         "dense_backward": (arr2, arr2, arr2, arr2, i64, arr2, arr2, arr2, arr1),
-        "softmax_cross_entropy": (arr2, types.Array(i64, 1, "C"), dtype, arr2),
-        "mse": (arr1, arr1, dtype, arr1),
-        "bce": (arr1, arr1, dtype, arr1),
-        "bce_with_logits": (arr1, arr1, dtype, arr1),
+        # losses: pred, target, scale, acc (float64 [loss sum, correct count]), grad
+        "softmax_cross_entropy": (arr2, types.Array(i64, 1, "C"), dtype, acc, arr2),
+        "mse": (arr1, arr1, dtype, acc, arr1),
+        "bce": (arr1, arr1, dtype, acc, arr1),
+        "bce_with_logits": (arr1, arr1, dtype, acc, arr1),
         "sgd_update": (arr1,) * 3 + (f64,) * 4 + (i64, i64),
         "rmsprop_update": (arr1,) * 4 + (f64,) * 5,
         "adam_update": (arr1,) * 4 + (f64,) * 5 + (i64, i64),

@@ -79,11 +79,22 @@ def test_loss_matches_reference(op, shape, scale, dtype, backend):
     else:
         target = _rand(rng, shape, dtype) if op == "mse" else rng.uniform(0, 1, shape)
         target = target.astype(dtype)
-    want_total, want_grad = dispatch(op, "numpy")(np.float64(0) + z, target, scale)
-    got_total, got_grad = dispatch(op, backend)(z, target, scale)
+    want_acc, got_acc = np.array([1.5, 2.0]), np.array([1.5, 2.0])  # ops add to acc
+    want_grad = dispatch(op, "numpy")(np.float64(0) + z, target, scale, want_acc)
+    if backend == "cuda":
+        from numba import cuda
+
+        acc_d = cuda.to_device(got_acc)
+        got_grad = dispatch(op, backend)(cuda.to_device(z), cuda.to_device(target), scale, acc_d)
+        got_acc = acc_d.copy_to_host()
+    else:
+        got_grad = dispatch(op, backend)(z, target, scale, got_acc)
     rtol = 1e-5 if dtype == np.float32 else 1e-10
-    assert np.isfinite(got_total)
-    np.testing.assert_allclose(got_total, want_total, rtol=rtol, err_msg=f"{op} total")
+    assert np.isfinite(got_acc).all()
+    np.testing.assert_allclose(got_acc[0], want_acc[0], rtol=rtol, err_msg=f"{op} total")
+    assert got_acc[1] == want_acc[1], f"{op}: correct count"
+    if op != "mse":
+        assert want_acc[1] > 2.0 or shape[0] == 1  # the count is exercised
     _close(got_grad, want_grad, dtype, name=f"{op} grad")
 
 

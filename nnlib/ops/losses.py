@@ -2,10 +2,14 @@
 gradient with respect to the prediction. The NumPy reference and the Numba CPU kernel
 side by side.
 
-Every op returns ``(total, grad)``: ``total`` is the *sum* of the per-element (or
-per-row) losses as a float, ``grad`` is ``d(scale * total) / d(prediction)``, with the
-shape of the prediction. The caller picks ``scale`` (``1/count`` for a mean, 1 for a
-sum), so the reduction costs nothing extra.
+Every op is ``grad = op(pred, target, scale, acc)``. ``grad`` is
+``d(scale * total) / d(pred)``, with the shape of ``pred``, where ``total`` is the *sum*
+of the per-element (or per-row) losses; the caller picks ``scale`` (``1/count`` for a
+mean, 1 for a sum), so the reduction costs nothing extra. ``acc`` is a float64 array of
+shape (2,) living where ``pred`` lives; the op *adds* ``total`` to ``acc[0]`` and, for
+the classification losses, the number of correct predictions to ``acc[1]`` (argmax ==
+label; for the binary losses ``p > 0.5`` or ``z > 0`` against ``t > 0.5``). Training
+sums them over an epoch without reading anything back from the GPU.
 
 softmax_cross_entropy   logits z (N, C), labels (N,) int64 in [0, C)
     loss_n = logsumexp(z_n) - z_n[label_n]         grad = scale * (softmax(z_n) - onehot)
@@ -37,7 +41,7 @@ BCE_EPS = 1e-12
 
 
 @register("softmax_cross_entropy", "numpy")
-def softmax_cross_entropy_ref(z, labels, scale):
+def softmax_cross_entropy_ref(z, labels, scale, acc):
     m = z.max(axis=1, keepdims=True)  # (N, 1)
     e = np.exp(z - m)  # (N, C), entries in (0, 1]
     s = e.sum(axis=1, keepdims=True)  # (N, 1), >= 1
@@ -45,30 +49,36 @@ def softmax_cross_entropy_ref(z, labels, scale):
     losses = (np.log(s[:, 0]) + m[:, 0] - z[rows, labels]).astype(np.float64)  # (N,)
     grad = e / s  # softmax, (N, C)
     grad[rows, labels] -= 1
-    return float(losses.sum()), (grad * z.dtype.type(scale)).astype(z.dtype)
+    acc[0] += losses.sum()
+    acc[1] += np.sum(z.argmax(axis=1) == labels)
+    return (grad * z.dtype.type(scale)).astype(z.dtype)
 
 
 @register("mse", "numpy")
-def mse_ref(p, t, scale):
+def mse_ref(p, t, scale, acc):
     d = p - t  # (M,)
-    return float(np.sum(d.astype(np.float64) ** 2)), (2 * scale * d).astype(p.dtype)
+    acc[0] += np.sum(d.astype(np.float64) ** 2)
+    return (2 * scale * d).astype(p.dtype)
 
 
 @register("bce", "numpy")
-def bce_ref(p, t, scale):
+def bce_ref(p, t, scale, acc):
     with np.errstate(divide="ignore"):  # log(0) = -inf, clamped just below
         log_p = np.maximum(np.log(p), LOG_CLAMP)
         log_q = np.maximum(np.log1p(-p), LOG_CLAMP)
-    total = float(np.sum(-(t * log_p + (1 - t) * log_q), dtype=np.float64))
+    acc[0] += np.sum(-(t * log_p + (1 - t) * log_q), dtype=np.float64)
+    acc[1] += np.sum((p > 0.5) == (t > 0.5))
     grad = scale * (p - t) / np.maximum(p * (1 - p), BCE_EPS)
-    return total, grad.astype(p.dtype)
+    return grad.astype(p.dtype)
 
 
 @register("bce_with_logits", "numpy")
-def bce_with_logits_ref(z, t, scale):
+def bce_with_logits_ref(z, t, scale, acc):
     losses = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
     sig = np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), 1 - 1 / (1 + np.exp(-np.abs(z))))
-    return float(np.sum(losses, dtype=np.float64)), (scale * (sig - t)).astype(z.dtype)
+    acc[0] += np.sum(losses, dtype=np.float64)
+    acc[1] += np.sum((z > 0) == (t > 0.5))
+    return (scale * (sig - t)).astype(z.dtype)
 
 
 # ---------------------------------------------------------------------- CPU (Numba)
@@ -77,12 +87,16 @@ def bce_with_logits_ref(z, t, scale):
 
 
 @njit(parallel=True, cache=True)
-def softmax_cross_entropy_cpu(z, labels, scale, grad):
+def softmax_cross_entropy_cpu(z, labels, scale, acc, grad):
     total = 0.0
+    correct = 0
     for i in prange(z.shape[0]):
         m = z[i, 0]
+        best = 0
         for j in range(1, z.shape[1]):
-            m = max(m, z[i, j])
+            if z[i, j] > m:  # NOTE: the first maximum wins ties, as np.argmax
+                m = z[i, j]
+                best = j
         s = 0.0
         for j in range(z.shape[1]):
             e = math.exp(z[i, j] - m)
@@ -93,39 +107,47 @@ def softmax_cross_entropy_cpu(z, labels, scale, grad):
             grad[i, j] = grad[i, j] * inv * scale
         grad[i, labels[i]] -= scale
         total += math.log(s) + m - z[i, labels[i]]
-    return total
+        correct += 1 if best == labels[i] else 0
+    acc[0] += total
+    acc[1] += correct
 
 
 @njit(parallel=True, cache=True)
-def mse_cpu(p, t, scale, grad):
+def mse_cpu(p, t, scale, acc, grad):
     total = 0.0
     for i in prange(p.size):
         d = p[i] - t[i]
         grad[i] = 2.0 * scale * d
         total += d * d
-    return total
+    acc[0] += total
 
 
 @njit(parallel=True, cache=True)
-def bce_cpu(p, t, scale, grad):
+def bce_cpu(p, t, scale, acc, grad):
     total = 0.0
+    correct = 0
     for i in prange(p.size):
         log_p = max(math.log(p[i]), LOG_CLAMP) if p[i] > 0 else LOG_CLAMP
         log_q = max(math.log1p(-p[i]), LOG_CLAMP) if p[i] < 1 else LOG_CLAMP
         total += -(t[i] * log_p + (1.0 - t[i]) * log_q)
         grad[i] = scale * (p[i] - t[i]) / max(p[i] * (1.0 - p[i]), BCE_EPS)
-    return total
+        correct += 1 if (p[i] > 0.5) == (t[i] > 0.5) else 0
+    acc[0] += total
+    acc[1] += correct
 
 
 @njit(parallel=True, cache=True)
-def bce_with_logits_cpu(z, t, scale, grad):
+def bce_with_logits_cpu(z, t, scale, acc, grad):
     total = 0.0
+    correct = 0
     for i in prange(z.size):
         e = math.exp(-abs(z[i]))  # in (0, 1]: never overflows
         total += max(z[i], 0.0) - z[i] * t[i] + math.log1p(e)
         sig = 1.0 / (1.0 + e) if z[i] >= 0 else e / (1.0 + e)
         grad[i] = scale * (sig - t[i])
-    return total
+        correct += 1 if (z[i] > 0) == (t[i] > 0.5) else 0
+    acc[0] += total
+    acc[1] += correct
 
 
 for _op, _kernel in [
@@ -138,20 +160,21 @@ for _op, _kernel in [
 
 
 @register("softmax_cross_entropy", "cpu")
-def softmax_cross_entropy_cpu_launch(z, labels, scale):
+def softmax_cross_entropy_cpu_launch(z, labels, scale, acc):
     grad = np.empty_like(z)
-    if z.shape[0] == 0:
-        return 0.0, grad
-    return float(softmax_cross_entropy_cpu(z, labels, z.dtype.type(scale), grad)), grad
+    if z.shape[0]:
+        softmax_cross_entropy_cpu(z, labels, z.dtype.type(scale), acc, grad)
+    return grad
 
 
 def _flat_launch(kernel):
-    def run(p, t, scale):
+    def run(p, t, scale, acc):
         shape = p.shape
         p, t = np.ascontiguousarray(p).reshape(-1), np.ascontiguousarray(t).reshape(-1)
         grad = np.empty_like(p)
-        total = float(kernel(p, t, p.dtype.type(scale), grad)) if p.size else 0.0
-        return total, grad.reshape(shape)
+        if p.size:
+            kernel(p, t, p.dtype.type(scale), acc, grad)
+        return grad.reshape(shape)
 
     return run
 

@@ -1,0 +1,32 @@
+"""Allocation that follows the data: host arrays give host arrays, GPU arrays give GPU
+arrays. Used by the code above the ops (losses, optimizers, fit) so that it needs no
+``if backend == "cuda"``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._cuda import cuda
+from ._validate import is_device_array
+
+
+def zeros_like_on(a, shape, dtype=np.float64):
+    """Zeros of ``shape`` and ``dtype`` where ``a`` lives (host or GPU)."""
+    if is_device_array(a):
+        return cuda.to_device(np.zeros(shape, dtype))  # an explicit, one-off copy
+    return np.zeros(shape, dtype)
+
+
+def zeros_like(a):
+    """Zeros of the shape and dtype of ``a``, where ``a`` lives."""
+    return zeros_like_on(a, tuple(a.shape), np.dtype(a.dtype))
+
+
+def to_host(a) -> np.ndarray:
+    """A NumPy array from a NumPy or GPU array (a GPU array is copied: an explicit sync)."""
+    return a.copy_to_host() if is_device_array(a) else np.asarray(a)
+
+
+def to_device(a):
+    """A C-contiguous GPU copy of host array ``a`` (GPU arrays pass through)."""
+    return a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a))
