@@ -4,8 +4,9 @@ output in one fused op (see :mod:`nnlib.ops.losses` for the formulas).
 ``loss(out, target) -> float`` stores the gradient; ``loss.backward() -> dout`` returns it
 (the same shape as ``out``). ``loss.accumulate(out, target, acc)`` does the same but adds
 the loss sum and the number of correct predictions into ``acc`` instead of returning
-them: ``fit`` uses it so that nothing is read back from the GPU during an epoch. ``reduction="mean"`` averages (over rows for softmax
-cross-entropy, over all elements otherwise, as PyTorch does), ``"sum"`` adds.
+them: ``fit`` uses it so that nothing is read back from the GPU during an epoch.
+``reduction="mean"`` averages (over rows for softmax cross-entropy, over all elements
+otherwise, as PyTorch does), ``"sum"`` adds.
 
 Targets are checked once, by :meth:`Loss.prepare`, before training starts:
 
