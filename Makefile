@@ -33,6 +33,14 @@ format: $(VENV)/.installed-course-test
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Grade the exercise notebooks: all of exercises/, or one with
+#   make grade NB=exercises/01_activations.ipynb
+# Prints a score table and writes results/<notebook>.json; never changes the notebook.
+NB ?=
+.PHONY: grade
+grade: $(VENV)/.installed-course
+	$(BIN)/python -m nnlib.grading grade $(NB)
+
 info: $(VENV)/.installed-course
 	$(BIN)/python -m nnlib info
 

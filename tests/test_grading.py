@@ -324,3 +324,35 @@ def test_grade_needs_a_solution_to_grade_against(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(), stray)
     with pytest.raises(FileNotFoundError, match="no solution notebook for"):
         grade(stray)
+
+
+def test_reset_restores_one_exercise_and_keeps_the_others(tmp_path):
+    learner = tmp_path / "exercises" / SOLUTION.name
+    learner.parent.mkdir()
+    nb = _read(SOLUTION)
+    nb.cells.remove(_cells(nb, ANSWER)["leaky_relu"])  # deleted by accident
+    nbformat.write(nb, learner)
+    work = learner.read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "nnlib.grading", "reset", str(learner), "softmax", "leaky_relu"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    backups = list(learner.parent.glob("*.bak"))
+    assert len(backups) == 1 and backups[0].read_bytes() == work
+    after, stubs = _cells(_read(learner), ANSWER), _cells(_read(EXERCISE), ANSWER)
+    assert after["softmax"].source == stubs["softmax"].source
+    assert after["leaky_relu"].source == stubs["leaky_relu"].source
+    assert after["relu"].source == _cells(_read(SOLUTION), ANSWER)["relu"].source
+    cells = _read(learner).cells
+    assert tagged(cells[cells.index(after["leaky_relu"]) + 1], GRADE) == "leaky_relu"
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "nnlib.grading", "reset", str(learner), "softmaks"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert refused.returncode == 2 and "has: relu, leaky_relu" in refused.stderr

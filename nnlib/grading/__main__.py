@@ -1,4 +1,4 @@
-"""Command line: ``python -m nnlib.grading build|grade``.
+"""Command line: ``python -m nnlib.grading build|grade|reset``.
 
 ``build [--check] [--backup] [--no-run] [NAME ...]``
     Execute the solution notebooks and regenerate the exercise notebooks from them.
@@ -6,6 +6,9 @@
 ``grade [NOTEBOOK ...] [--results DIR] [--timeout S]``
     Grade exercise notebooks (default: every ``exercises/NN_*.ipynb``). Exits 0 when every
     exercise passes, 1 otherwise.
+``reset NOTEBOOK EXERCISE ...``
+    Put the original stub back into those exercises' answer cells, keeping every other
+    cell (a backup copy is kept beside the notebook).
 """
 
 from __future__ import annotations
@@ -33,7 +36,19 @@ def main(argv=None) -> int:
     g.add_argument(
         "--timeout", type=int, default=grader.DEFAULT_CELL_TIMEOUT, help="seconds per cell"
     )
+    r = sub.add_parser("reset", help="put the original stub back into some answer cells")
+    r.add_argument("notebook", type=Path)
+    r.add_argument("exercises", nargs="*", help="exercise names, e.g. softmax")
     args = parser.parse_args(argv)
+
+    if args.command == "reset":
+        try:
+            for line in notebooks.reset(args.notebook, args.exercises):
+                print(line)
+        except (notebooks.BuildError, FileNotFoundError) as err:
+            print(f"reset: {err}", file=sys.stderr)
+            return 2
+        return 0
 
     if args.command == "build":
         if args.check:

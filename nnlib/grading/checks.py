@@ -155,9 +155,10 @@ def expect(
             bad = ~np.isclose(got, want, atol=atol, rtol=rtol, equal_nan=True)
             err_abs = np.nan_to_num(np.abs(got.astype(np.float64) - want), nan=np.inf)
             worst = np.unravel_index(np.argmax(np.where(bad, err_abs, -1.0)), got.shape)
-            shown = ", ".join(f"{k}={np.asarray(v)[worst]!r}" for k, v in inputs.items())
+            shown = ", ".join(f"{k} = {np.asarray(v)[worst].item()!r}" for k, v in inputs.items())
             message += (
-                f"\n  counterexample: {shown} -> expected {want[worst]!r}, got {got[worst]!r}"
+                f"\n  counterexample: {shown} -> expected {want[worst].item()!r}, "
+                f"got {got[worst].item()!r}"
             )
         for wrong in known:
             if matches(got, quiet(wrong.fn, *args)):

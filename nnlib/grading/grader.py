@@ -199,7 +199,11 @@ def grade(path: Path, *, cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> dict:
                 f"no answer cell tagged {ANSWER}{name} in your notebook: graded the empty "
                 "stub. Restore the cell (see exercises/README.md) and put your code in it."
             )
-        elif answer is not None and answer["outcome"] != "passed":
+        elif (
+            answer is not None
+            and answer["outcome"] != "passed"
+            and not (graded is not None and graded["outcome"] == "passed")
+        ):
             timed_out = "Timeout" in answer["message"]
             status = "timeout" if timed_out else "error"
             if timed_out:
@@ -215,7 +219,20 @@ def grade(path: Path, *, cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> dict:
                 )
         else:
             status = "pass" if graded is not None and graded["outcome"] == "passed" else "fail"
-        if graded is not None:
+            if answer is not None and answer["outcome"] != "passed":
+                feedback.append(
+                    "note: your answer cell ended in an error after defining what the checks "
+                    f"need: {answer['ename'] or _first_line(answer['message'])}"
+                )
+        if status in ("crashed", "missing"):
+            pass  # the grade cell ran the stub: its output says nothing new
+        elif status in ("error", "timeout") and graded is not None:
+            if graded["outcome"] != "passed" and graded["evalue"]:
+                feedback.append(
+                    f"so the grade cell failed too: {graded['ename']}: "
+                    f"{_first_line(graded['evalue'])}"
+                )
+        elif graded is not None:
             feedback += [line for line in graded["stdout"].splitlines() if line.strip()]
             if graded["outcome"] != "passed" and graded["evalue"]:
                 feedback += graded["evalue"].splitlines()

@@ -226,3 +226,41 @@ def stale(root: Path = ROOT, names=()) -> list[str]:
         elif exercise.read_text() != dumps(make_exercise(nb, solution.name)):
             problems.append(f"{shown(exercise)}: differs from what {solution.name} generates")
     return problems
+
+
+def reset(path: Path, names, *, root: Path = ROOT) -> list[str]:
+    """Put the original stub back into the answer cells of ``names`` in a learner's notebook.
+
+    Every other cell is kept as it is. The notebook is first copied to
+    ``<name>.<time>.bak``. A deleted answer cell is re-inserted above its grade cell.
+    """
+    path = Path(path)
+    learner = nbformat.read(path, as_version=4)
+    recorded = learner.metadata.get(META, {}).get("source", f"solutions/{path.name}")
+    solution = root / recorded
+    if not solution.exists():
+        raise BuildError(f"no solution notebook {solution} to take the stubs of {path} from")
+    canonical = make_exercise(nbformat.read(solution, as_version=4), solution.name)
+    stubs = {tagged(c, ANSWER): c for c in canonical.cells if tagged(c, ANSWER)}
+    unknown = [n for n in names if n not in stubs]
+    if unknown or not names:
+        raise BuildError(
+            f"reset: name the exercises to reset; {path.name} has: {', '.join(stubs)}"
+            + (f" (not {', '.join(unknown)})" if unknown else "")
+        )
+    saved = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+    shutil.copy2(path, saved)
+    done = [f"kept a copy of {shown(path)} in {shown(saved)}"]
+    for name in names:
+        cells = [c for c in learner.cells if tagged(c, ANSWER) == name]
+        if cells:
+            first = learner.cells.index(cells[0])
+            for cell in cells:
+                learner.cells.remove(cell)
+        else:
+            grades = [i for i, c in enumerate(learner.cells) if tagged(c, GRADE) == name]
+            first = grades[0] if grades else len(learner.cells)
+        learner.cells.insert(first, copy.deepcopy(stubs[name]))
+        done.append(f"{name}: answer cell reset to the original stub")
+    path.write_text(dumps(learner))
+    return done
