@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 from nnlib.grading import EXERCISES, check, notebooks
@@ -356,3 +357,14 @@ def test_reset_restores_one_exercise_and_keeps_the_others(tmp_path):
         cwd=ROOT,
     )
     assert refused.returncode == 2 and "has: relu, leaky_relu" in refused.stderr
+
+
+def test_statistical_check_accepts_the_right_rate_and_rejects_a_wrong_one():
+    from nnlib.grading.checks import CheckFailed, expect_rate
+
+    keep = np.random.default_rng(0).random(100_000) < 0.8  # a dropout mask, keep rate 0.8
+    expect_rate(int(keep.sum()), keep.size, 0.8, "kept units")
+    with pytest.raises(CheckFailed, match=r"kept units: \d+ of 100000 .* expected a rate of 0.2"):
+        expect_rate(int(keep.sum()), keep.size, 0.2, "kept units")  # drop rate used as keep rate
+    with pytest.raises(CheckFailed):
+        expect_rate(int(keep.sum()), keep.size, 0.79, "kept units")  # 0.01 off is 8 s.e.

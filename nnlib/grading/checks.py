@@ -14,6 +14,7 @@ numerically safe).
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -165,6 +166,23 @@ def expect(
                 message += f"\n  Hint: {wrong.hint}"
                 break
         raise CheckFailed(message) from None
+
+
+def expect_rate(hits: int, n: int, p: float, what: str, *, sigmas: float = 5.0) -> None:
+    """Fail unless ``hits / n`` is within ``sigmas`` binomial standard errors of ``p``.
+
+    For statistical checks (a dropout mask's keep rate, a sampler's frequencies) run with
+    a fixed seed: 5 standard errors make a false alarm a one-in-a-million event while a
+    wrong rate (e.g. dropping instead of keeping) is still far outside.
+    """
+    if not 0 < p < 1 or n <= 0:
+        raise ValueError(f"expect_rate: need 0 < p < 1 and n > 0; got p={p!r}, n={n!r}")
+    se = math.sqrt(p * (1 - p) / n)
+    if abs(hits / n - p) > sigmas * se:
+        raise CheckFailed(
+            f"{what}: {hits} of {n} ({hits / n:.4f}), expected a rate of {p} within "
+            f"{sigmas:g} standard errors ({sigmas * se:.4f})"
+        )
 
 
 def quiet(fn, *args):
