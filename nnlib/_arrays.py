@@ -30,3 +30,30 @@ def to_host(a) -> np.ndarray:
 def to_device(a):
     """A C-contiguous GPU copy of host array ``a`` (GPU arrays pass through)."""
     return a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a))
+
+
+def to_backend(a, backend: str):
+    """``a`` placed for ``backend``: on the GPU for "cuda", on the host otherwise."""
+    return to_device(a) if backend == "cuda" else to_host(a)
+
+
+def like(a, where):
+    """``a`` moved (if needed) to where ``where`` lives."""
+    return to_device(a) if is_device_array(where) else to_host(a)
+
+
+def copy(a):
+    """A copy of ``a``, where ``a`` lives."""
+    if is_device_array(a):
+        out = cuda.device_array_like(a)
+        out.copy_to_device(a)
+        return out
+    return np.array(a, copy=True)
+
+
+def assign(dst, src) -> None:
+    """Copy the values of ``src`` into ``dst`` in place (either may live on the GPU)."""
+    if is_device_array(dst):
+        dst.copy_to_device(src if is_device_array(src) else np.ascontiguousarray(src, dst.dtype))
+    else:
+        dst[...] = to_host(src)

@@ -16,11 +16,12 @@ Hooks, in the order ``fit`` calls them (``logs`` is a dict):
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 
 import numpy as np
+
+from ._arrays import copy, to_host
 
 __all__ = [
     "CSVLogger",
@@ -120,7 +121,7 @@ class EarlyStopping(Callback):
         if self.best is None or sign * value < sign * self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
             if self.restore_best:
-                self.best_weights = copy.deepcopy(self.model.parameters())
+                self.best_weights = {k: copy(v) for k, v in self.model.parameters().items()}
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -180,9 +181,9 @@ class Diagnostics(Callback):
         self._rows = []
         self._before = []
         for i, (layer, out) in enumerate(zip(self.model.layers, self.model.outputs, strict=False)):
-            out = np.asarray(out, np.float64)
+            out = to_host(out).astype(np.float64)  # opt-in diagnostics may read back
             relu = type(layer).__name__ == "ReLU" or getattr(layer, "activation", None) == "relu"
-            grads = [np.asarray(g, np.float64) for g in layer.grads.values()]
+            grads = [to_host(g).astype(np.float64) for g in layer.grads.values()]
             self._rows.append(
                 {
                     "epoch": self._epoch,
@@ -196,14 +197,14 @@ class Diagnostics(Callback):
                     else math.nan,
                 }
             )
-            self._before.append([np.array(p, np.float64) for p in layer.params.values()])
+            self._before.append([to_host(p).astype(np.float64) for p in layer.params.values()])
 
     def on_batch_end(self, batch, logs):
         if not self._active(logs):
             return
         self.model.record_outputs = False
         for row, layer, before in zip(self._rows, self.model.layers, self._before, strict=False):
-            after = [np.asarray(p, np.float64) for p in layer.params.values()]
+            after = [to_host(p).astype(np.float64) for p in layer.params.values()]
             step = math.sqrt(
                 sum(float(((a - b) ** 2).sum()) for a, b in zip(after, before, strict=False))
             )

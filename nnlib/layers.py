@@ -20,7 +20,9 @@ import numpy as np
 from . import functional as F
 from . import init as initializers
 from ._backend import dispatch
+from ._validate import is_device_array
 from .ops.dense import ACTIVATIONS
+from .ops.dropout import device_rng, device_uniform
 
 __all__ = [
     "ELU",
@@ -293,7 +295,7 @@ class PReLU(Layer):
 
     def backward(self, dy):
         dx, dalpha = F.prelu_backward(dy, self.x, self.params["alpha"], backend=self.backend)
-        self.grads["alpha"] = np.asarray(dalpha).reshape(self.params["alpha"].shape)
+        self.grads["alpha"] = dalpha.reshape(self.params["alpha"].shape)
         return dx
 
     def __repr__(self):
@@ -317,12 +319,27 @@ class Dropout(Layer):
             raise ValueError(f"Dropout: p must be a number in [0, 1); got {p!r}")
         self.p = float(p)
         self.rng = initializers.rng_from(seed) if seed is not None else None
+        self.device_states = None  # the GPU's generators, made from rng when first needed
         self.frozen_u = None  # set by gradcheck: reuse one mask for every forward pass
 
     def build(self, in_features, rng, dtype):
         if self.rng is None:
-            self.rng = np.random.default_rng(rng.integers(2**63))
+            self.reseed(rng.integers(2**63))
         return in_features
+
+    def reseed(self, seed) -> None:
+        """Restart the layer's random stream (host and GPU) from ``seed``."""
+        self.rng, self.device_states = initializers.rng_from(seed), None
+
+    def _uniform(self, x):
+        """U[0, 1) numbers of the shape of ``x``, drawn where ``x`` lives."""
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        if is_device_array(x):
+            if self.device_states is None:
+                self.device_states = device_rng(int(self.rng.integers(2**63)))
+            return device_uniform(self.device_states, tuple(x.shape))
+        return self.rng.random(tuple(x.shape))  # float64: the same mask on numpy and cpu
 
     def forward(self, x):
         if not self.training or self.p == 0:
@@ -331,9 +348,7 @@ class Dropout(Layer):
         if self.frozen_u is not None and self.frozen_u.shape == tuple(x.shape):
             u = self.frozen_u
         else:
-            if self.rng is None:
-                self.rng = np.random.default_rng()
-            u = self.rng.random(tuple(x.shape))  # float64: the same mask on every backend
+            u = self._uniform(x)
         y, self.mask = dispatch("dropout", self.backend)(x, u, self.p)
         return y
 

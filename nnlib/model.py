@@ -16,9 +16,10 @@ from . import callbacks as cb
 from . import functional as F
 from . import init as initializers
 from . import losses as losses_
-from ._arrays import to_host, zeros_like_on
+from ._arrays import assign, to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
 from .layers import Dense, Dropout, Layer, NotBuiltError
+from .ops.gather import take_rows
 from .optim import Optimizer
 
 __all__ = ["Sequential"]
@@ -149,9 +150,16 @@ class Sequential:
         """Copy ``values`` (a dict like :meth:`parameters`) into the parameters, in place."""
         params = self.parameters()
         for name, v in values.items():
-            if name not in params or np.shape(v) != params[name].shape:
-                raise ValueError(f"set_parameters: no parameter {name!r} of shape {np.shape(v)}")
-            params[name][...] = v
+            if name not in params or tuple(v.shape) != tuple(params[name].shape):
+                raise ValueError(f"set_parameters: no parameter {name!r} of shape {v.shape}")
+            assign(params[name], v)
+
+    def _place(self, backend: str) -> None:
+        """Move every parameter and gradient to where ``backend`` computes (an explicit
+        copy, done at the start and the end of ``fit`` only)."""
+        for layer in self.layers:
+            layer.params = {k: to_backend(v, backend) for k, v in layer.params.items()}
+            layer.grads = {k: to_backend(v, backend) for k, v in layer.grads.items()}
 
     def astype(self, dtype) -> Sequential:
         """A deep copy of the model with every parameter (and gradient) cast to ``dtype``."""
@@ -301,10 +309,16 @@ class Sequential:
         self.loss = loss_fn
         for layer in self.layers:  # each Dropout gets its own stream, derived from seed
             if isinstance(layer, Dropout):
-                layer.rng = np.random.default_rng(rng.integers(2**63))
+                layer.reseed(rng.integers(2**63))
+        # The data, the parameters and the optimizer state go where the backend computes,
+        # once: on "cuda" nothing crosses the bus again until the end of fit (except the
+        # shuffled order, once per epoch, and the epoch's loss sums, read back once).
+        X, targets = to_backend(X, self.backend), to_backend(targets, self.backend)
+        if X_val is not None:
+            X_val, y_val = to_backend(X_val, self.backend), to_backend(y_val, self.backend)
+        self._place(self.backend)
         optimizer.backend = self.backend
         optimizer.bind(self.parameters(), self.gradients())
-        # the gradient dict must follow the layers, which replace their grad arrays
         history = cb.History()
         callbacks = [history, *callbacks]
         for c in callbacks:
@@ -320,7 +334,7 @@ class Sequential:
         for epoch in range(epochs):
             for c in callbacks:
                 c.on_epoch_begin(epoch, {})
-            order = rng.permutation(n) if shuffle else np.arange(n)
+            order = to_backend(rng.permutation(n) if shuffle else np.arange(n), self.backend)
             acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
             for b in range(n_batches):
                 idx = order[b * batch_size : (b + 1) * batch_size]
@@ -331,7 +345,7 @@ class Sequential:
                 out = self._forward(xb, training=True)
                 loss_fn.accumulate(out, yb, acc)
                 self.backward(loss_fn.backward())
-                optimizer.grads = self.gradients()
+                optimizer.grads = self.gradients()  # the layers made new gradient arrays
                 for c in callbacks:
                     c.on_after_backward(b, logs)
                 optimizer.step()
@@ -355,12 +369,14 @@ class Sequential:
         if bar is not None:
             bar.close()
         self._set_training(False)
+        self._place("numpy")  # back to host memory: the end of fit is an explicit boundary
+        optimizer.bind(self.parameters(), self.gradients())
         return history
 
     # ------------------------------------------------------------------ inference
     def _predict_raw(self, X, batch_size):
         outs = [
-            np.asarray(self._forward(X[i : i + batch_size], training=False))
+            to_host(self._forward(X[i : i + batch_size], training=False))
             for i in range(0, len(X), batch_size)
         ]
         if not outs:
@@ -381,7 +397,7 @@ class Sequential:
         acc = zeros_like_on(X, 2)
         for i in range(0, len(X), batch_size):
             out = self._forward(X[i : i + batch_size], training=False)
-            loss_fn.accumulate(out, targets[i : i + batch_size], acc)
+            loss_fn.accumulate(out, targets[i : i + batch_size], acc)  # slices: views
         return self._epoch_logs(acc, len(X), loss_fn)
 
     def _prepare_inference(self, X, backend, what):
@@ -447,11 +463,6 @@ class Sequential:
     def __repr__(self):
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner},\n])"
-
-
-def take_rows(a, idx):
-    """Rows ``idx`` of ``a`` (a batch), as a C-contiguous array where ``a`` lives."""
-    return a[idx]
 
 
 def _progress(epochs, verbose):

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from ._arrays import zeros_like
+from ._arrays import like, to_host, zeros_like
 from ._backend import dispatch
 from ._validate import check_scalar
 
@@ -79,8 +79,12 @@ class Optimizer:
         self.params, self.grads = params, grads
         for name, p in params.items():
             old = self.state.get(name)
-            if old is None or any(a.shape != p.shape or a.dtype != p.dtype for a in old.values()):
+            if old is None or any(
+                tuple(a.shape) != tuple(p.shape) or a.dtype != p.dtype for a in old.values()
+            ):
                 self.state[name] = {s: zeros_like(p) for s in self.state_names}
+            else:  # kept, and moved to where the parameter lives (host or GPU)
+                self.state[name] = {s: like(a, p) for s, a in old.items()}
         return self
 
     def step(self) -> None:
@@ -98,11 +102,13 @@ class Optimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict:
-        """Hyper-parameters, step count and copies of the state arrays."""
+        """Hyper-parameters, step count and copies of the state arrays (NumPy arrays)."""
         return {
             "hyper": {k: getattr(self, k) for k in self.hyper_names},
             "t": self.t,
-            "state": copy.deepcopy(self.state),
+            "state": {
+                k: {s: np.array(to_host(a)) for s, a in v.items()} for k, v in self.state.items()
+            },
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -1,6 +1,6 @@
 """Losses, each fused with its gradient: one pass computes the loss terms and the
-gradient with respect to the prediction. The NumPy reference and the Numba CPU kernel
-side by side.
+gradient with respect to the prediction. The NumPy reference, the Numba CPU kernel and
+the CUDA kernel side by side.
 
 Every op is ``grad = op(pred, target, scale, acc)``. ``grad`` is
 ``d(scale * total) / d(pred)``, with the shape of ``pred``, where ``total`` is the *sum*
@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from .._backend import register
-from ._launch import KERNELS
+from .._cuda import cuda, cuda_jit
+from .._validate import is_device_array
+from ._launch import KERNELS, THREADS_ROW, to_device
+from .softmax import _block_reduce, _block_row_max_sum
 
 LOG_CLAMP = -100.0
 BCE_EPS = 1e-12
@@ -182,3 +186,110 @@ def _flat_launch(kernel):
 register("mse", "cpu")(_flat_launch(mse_cpu))
 register("bce", "cpu")(_flat_launch(bce_cpu))
 register("bce_with_logits", "cpu")(_flat_launch(bce_with_logits_cpu))
+
+
+# ---------------------------------------------------------------------- CUDA
+# softmax cross-entropy: one block per row, as the softmax kernels (the row's max and
+# sum are block reductions). The elementwise losses: a grid-stride loop, then one block
+# reduction of the loss sum. Either way, one atomic add per block into acc.
+
+
+@cuda_jit
+def softmax_cross_entropy_cuda(z, labels, scale, acc, grad):
+    row, t, c = cuda.blockIdx.x, cuda.threadIdx.x, z.shape[1]
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    m, s = _block_row_max_sum(z, row, buf)
+    first = c  # the first column holding the max (np.argmax's rule for ties)
+    for j in range(t, c, THREADS_ROW):
+        if z[row, j] == m and j < first:
+            first = j
+    best = -_block_reduce(buf, -first, True)  # min over the block = -max(-first)
+    label = labels[row]
+    for j in range(t, c, THREADS_ROW):
+        g = math.exp(z[row, j] - m) / s
+        if j == label:
+            g -= 1.0
+        grad[row, j] = g * scale
+    if t == 0:
+        cuda.atomic.add(acc, 0, math.log(s) + m - z[row, label])
+        cuda.atomic.add(acc, 1, 1.0 if best == label else 0.0)
+
+
+@cuda_jit
+def mse_cuda(p, t, scale, acc, grad):
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    total = 0.0
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        d = p[i] - t[i]
+        grad[i] = 2.0 * scale * d
+        total += d * d
+    total = _block_reduce(buf, total, False)
+    if cuda.threadIdx.x == 0:
+        cuda.atomic.add(acc, 0, total)
+
+
+@cuda_jit
+def bce_cuda(p, t, scale, acc, grad):
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    total = 0.0
+    correct = 0.0
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        log_p = max(math.log(p[i]), LOG_CLAMP) if p[i] > 0 else LOG_CLAMP
+        log_q = max(math.log1p(-p[i]), LOG_CLAMP) if p[i] < 1 else LOG_CLAMP
+        total += -(t[i] * log_p + (1.0 - t[i]) * log_q)
+        grad[i] = scale * (p[i] - t[i]) / max(p[i] * (1.0 - p[i]), BCE_EPS)
+        correct += 1.0 if (p[i] > 0.5) == (t[i] > 0.5) else 0.0
+    total = _block_reduce(buf, total, False)
+    correct = _block_reduce(buf, correct, False)
+    if cuda.threadIdx.x == 0:
+        cuda.atomic.add(acc, 0, total)
+        cuda.atomic.add(acc, 1, correct)
+
+
+@cuda_jit
+def bce_with_logits_cuda(z, t, scale, acc, grad):
+    buf = cuda.shared.array(THREADS_ROW, numba.float64)
+    total = 0.0
+    correct = 0.0
+    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
+        e = math.exp(-abs(z[i]))
+        total += max(z[i], 0.0) - z[i] * t[i] + math.log1p(e)
+        sig = 1.0 / (1.0 + e) if z[i] >= 0 else e / (1.0 + e)
+        grad[i] = scale * (sig - t[i])
+        correct += 1.0 if (z[i] > 0) == (t[i] > 0.5) else 0.0
+    total = _block_reduce(buf, total, False)
+    correct = _block_reduce(buf, correct, False)
+    if cuda.threadIdx.x == 0:
+        cuda.atomic.add(acc, 0, total)
+        cuda.atomic.add(acc, 1, correct)
+
+
+def _cuda_launch(op, kernel, rowwise):
+    KERNELS[op, "cuda"] = kernel
+
+    @register(op, "cuda")
+    def run(pred, target, scale, acc):
+        on_gpu = is_device_array(pred)
+        shape = tuple(pred.shape)
+        pred, target, acc_d = to_device(pred), to_device(target), to_device(acc)
+        if not rowwise:
+            pred, target = pred.reshape(pred.size), target.reshape(target.size)
+        grad = cuda.device_array(pred.shape, np.dtype(pred.dtype))
+        if pred.size:
+            if rowwise:
+                blocks = pred.shape[0]
+            else:  # enough blocks to fill the GPU; the loop strides over the rest
+                blocks = min((pred.size + THREADS_ROW - 1) // THREADS_ROW, 1024)
+            kernel[blocks, THREADS_ROW](pred, target, np.dtype(pred.dtype).type(scale), acc_d, grad)
+        if on_gpu:
+            return grad.reshape(shape)
+        acc[...] = acc_d.copy_to_host()  # host in, host out: an explicit copy back
+        return grad.copy_to_host().reshape(shape)
+
+    run.__name__ = run.__qualname__ = f"{op}_cuda_launch"
+
+
+_cuda_launch("softmax_cross_entropy", softmax_cross_entropy_cuda, rowwise=True)
+_cuda_launch("mse", mse_cuda, rowwise=False)
+_cuda_launch("bce", bce_cuda, rowwise=False)
+_cuda_launch("bce_with_logits", bce_with_logits_cuda, rowwise=False)

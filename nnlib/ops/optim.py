@@ -1,5 +1,6 @@
-"""Optimizer updates, one fused pass per parameter tensor: the NumPy reference and the
-Numba CPU kernel side by side. Each op updates ``p`` and its state arrays *in place*.
+"""Optimizer updates, one fused pass per parameter tensor: the NumPy reference, the
+Numba CPU kernel and the CUDA kernel side by side. Each op updates ``p`` and its state
+arrays *in place*.
 
 Arrays: ``p`` (the parameter), ``g`` (its gradient) and the state arrays all have the
 same shape (...); the kernels see them flattened to (P,). Scalars are Python floats,
@@ -27,7 +28,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._backend import register
-from ._launch import KERNELS
+from .._cuda import cuda, cuda_jit
+from .._validate import is_device_array
+from ._launch import KERNELS, THREADS_1D, to_device
 
 # ---------------------------------------------------------------------- reference
 
@@ -140,3 +143,81 @@ def rmsprop_update_cpu_launch(p, g, s, b, lr, alpha, eps, wd, momentum):
 
 
 KERNELS["rmsprop_update", "cpu"] = rmsprop_update_cpu
+
+
+# ---------------------------------------------------------------------- CUDA
+# One thread per element, the same arithmetic as the CPU kernels: one launch per
+# parameter tensor and step.
+
+
+@cuda_jit
+def sgd_update_cuda(p, g, b, lr, momentum, dampening, wd, nesterov, first):
+    i = cuda.grid(1)
+    if i < p.size:
+        gi = g[i] + wd * p[i]
+        if momentum != 0.0:
+            bi = gi if first else momentum * b[i] + (1.0 - dampening) * gi
+            b[i] = bi
+            gi = gi + momentum * bi if nesterov else bi
+        p[i] -= lr * gi
+
+
+@cuda_jit
+def rmsprop_update_cuda(p, g, s, b, lr, alpha, eps, wd, momentum):
+    i = cuda.grid(1)
+    if i < p.size:
+        gi = g[i] + wd * p[i]
+        si = alpha * s[i] + (1.0 - alpha) * gi * gi
+        s[i] = si
+        d = math.sqrt(si) + eps
+        if momentum > 0.0:
+            bi = momentum * b[i] + gi / d
+            b[i] = bi
+            p[i] -= lr * bi
+        else:
+            p[i] -= lr * gi / d
+
+
+@cuda_jit
+def adam_update_cuda(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, t):
+    i = cuda.grid(1)
+    if i < p.size:
+        step_size = lr / (1.0 - beta1**t)
+        root_bc2 = math.sqrt(1.0 - beta2**t)
+        gi = g[i]
+        pi = p[i]
+        if decoupled:
+            pi = pi * (1.0 - lr * wd)
+        else:
+            gi = gi + wd * pi
+        mi = beta1 * m[i] + (1.0 - beta1) * gi
+        vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - step_size * mi / (math.sqrt(vi) / root_bc2 + eps)
+
+
+def _cuda_launch(op, kernel, n_arrays, n_ints):
+    KERNELS[op, "cuda"] = kernel
+
+    @register(op, "cuda")
+    def run(*args):
+        arrays, scalars = args[:n_arrays], args[n_arrays:]
+        n_floats = len(scalars) - n_ints
+        scalars = [float(s) for s in scalars[:n_floats]] + [int(s) for s in scalars[n_floats:]]
+        on_gpu = is_device_array(arrays[0])
+        dev = [to_device(a) for a in arrays]
+        n = dev[0].size
+        if n:
+            flat = [a.reshape(n) for a in dev]
+            kernel[(n + THREADS_1D - 1) // THREADS_1D, THREADS_1D](*flat, *scalars)
+        if not on_gpu:  # host arrays in: the update is copied back into them
+            for host, d in zip(arrays, dev, strict=True):
+                host[...] = d.copy_to_host()
+
+    run.__name__ = run.__qualname__ = f"{op}_cuda_launch"
+
+
+_cuda_launch("sgd_update", sgd_update_cuda, 3, 2)
+_cuda_launch("rmsprop_update", rmsprop_update_cuda, 4, 0)
+_cuda_launch("adam_update", adam_update_cuda, 4, 2)

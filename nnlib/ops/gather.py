@@ -1,0 +1,37 @@
+"""Gathering the rows of a mini-batch: ``out[i] = a[idx[i]]``.
+
+On the host this is NumPy's ``a[idx]``. On the GPU it is one small kernel, so that the
+training data, once copied to the device at the start of ``fit``, is batched there.
+
+    a : (N, K)     idx : (B,) int64 in [0, N)     out : (B, K)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._cuda import cuda, cuda_jit
+from .._validate import is_device_array
+from ._launch import KERNELS, THREADS_1D
+
+
+@cuda_jit
+def take_rows_cuda(a, idx, out):
+    i = cuda.grid(1)  # one thread per element of out
+    if i < out.size:
+        row, col = i // out.shape[1], i % out.shape[1]
+        out[row, col] = a[idx[row], col]
+
+
+KERNELS["take_rows", "cuda"] = take_rows_cuda  # a helper of fit, not an op
+
+
+def take_rows(a, idx):
+    """Rows ``idx`` of ``a`` (1-D or 2-D), where ``a`` lives; ``idx`` lives there too."""
+    if not is_device_array(a):
+        return a[idx]
+    flat = a.reshape(a.shape[0], 1) if a.ndim == 1 else a
+    out = cuda.device_array((idx.shape[0], flat.shape[1]), np.dtype(a.dtype))
+    if out.size:
+        take_rows_cuda[(out.size + THREADS_1D - 1) // THREADS_1D, THREADS_1D](flat, idx, out)
+    return out.reshape(idx.shape[0]) if a.ndim == 1 else out
