@@ -168,6 +168,8 @@ class Dense(Layer):
             )
         if np.dtype(x.dtype) != np.dtype(W.dtype):
             raise TypeError(f"{self!r}: input must have dtype {W.dtype}; got {x.dtype}")
+        if not is_device_array(x):  # the kernels take C-contiguous rows (GPU arrays are)
+            x = np.ascontiguousarray(x)
         self.x = x
         self.y = dispatch("dense_forward", self.backend)(x, W, self.params["b"], self._act)
         return self.y
@@ -176,6 +178,10 @@ class Dense(Layer):
         """``dy`` (N, H) -> ``dx`` (N, D); fills ``grads["W"]`` (D, H), ``grads["b"]`` (H,)."""
         if tuple(dy.shape) != tuple(self.y.shape):
             raise ValueError(f"{self!r}: dy must have shape {self.y.shape}; got {dy.shape}")
+        if np.dtype(dy.dtype) != np.dtype(self.y.dtype):
+            raise TypeError(f"{self!r}: dy must have dtype {self.y.dtype}; got {dy.dtype}")
+        if not is_device_array(dy):
+            dy = np.ascontiguousarray(dy)
         dx, dW, db = dispatch("dense_backward", self.backend)(
             dy, self.x, self.params["W"], self.y, self._act
         )

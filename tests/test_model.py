@@ -617,6 +617,17 @@ def test_dense_rejects_a_wrong_input_shape_or_dtype():
         dense.forward(np.zeros((4, 3)))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dense_takes_non_contiguous_input(backend):
+    dense = nl.Dense(3, 2, seed=0)
+    dense.backend = backend
+    x = np.arange(24, dtype=np.float32).reshape(8, 3)
+    y = dense.forward(x[::2])  # a strided view
+    np.testing.assert_allclose(y, x[::2] @ dense.params["W"], rtol=1e-6)
+    dx = dense.backward(np.ones((8, 2), np.float32)[::2])
+    np.testing.assert_allclose(dx, np.ones((4, 2)) @ dense.params["W"].T, rtol=1e-6)
+
+
 def test_dropout_is_inverted_and_off_in_evaluation():
     layer = nl.Dropout(0.25, seed=0)
     layer.backend = "cpu"
