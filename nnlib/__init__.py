@@ -6,7 +6,15 @@ the CPU and NVIDIA GPUs, built for the course "How neural networks learn".
 array([0., 0., 2.])
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# NOTE: the cpu backend alternates BLAS calls (np.dot inside @njit, OpenBLAS's threads)
+# with Numba parallel loops (OpenMP's threads). By default idle OpenMP threads spin for a
+# while after each parallel loop, stealing the cores BLAS is about to use: on a 2-core
+# machine that made a small training step ~100x slower. PASSIVE makes them sleep instead.
+# It must be set before Numba loads its OpenMP runtime; an explicit setting is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import callbacks, datasets, functional, init, losses, optim
 from ._backend import (

@@ -738,3 +738,21 @@ def test_50_step_optimizer_trajectories_match_pytorch(ours, theirs, backend):
         (0.5 * (At @ wt).pow(2).sum()).backward()
         topt.step()
         np.testing.assert_allclose(w, wt.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_nnlib_makes_idle_openmp_threads_sleep_unless_told_otherwise(given, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, nnlib; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == expected
