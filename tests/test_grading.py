@@ -163,7 +163,7 @@ def test_check_prints_fixed_float_free_lines_and_nothing_on_stderr(capsys):
     }
     assert set(lines) <= fixed, set(lines) - fixed
     assert len(lines) == sum(len(EXERCISES[n].subchecks) + 1 for n in EXERCISES if n != "relu_cuda")
-    assert "[softmax] 5/5 checks passed" in lines
+    assert "[softmax] 6/6 checks passed" in lines
 
 
 def test_check_stops_an_infinite_loop_at_the_time_limit(monkeypatch, capsys):

@@ -18,6 +18,7 @@ from .checks import (
     WrongAnswer,
     exercise,
     expect,
+    expect_property,
     expect_unchanged,
     matches,
     quiet,
@@ -514,6 +515,33 @@ def _(softmax):
         known=_softmax_wrong(-1, 2),
     )
     expect(got, ref("softmax", x), "softmax at large |x|", known=_softmax_wrong(-1, 2), args=(x,))
+
+
+def _softmax_properties_hold(softmax, x):
+    """Every row sums to 1, entries lie in [0, 1], and shifting a row changes nothing."""
+    p = np.asarray(softmax(x.copy(), axis=-1))
+    shifted = np.asarray(softmax(x - x.max(axis=-1, keepdims=True) + 3.0, axis=-1))
+    return (
+        p.shape == x.shape
+        and bool(np.all((p >= 0) & (p <= 1)))
+        and np.allclose(p.sum(axis=-1), 1, rtol=0, atol=1e-9)
+        and np.allclose(p, shifted, rtol=1e-9, atol=1e-12)
+    )
+
+
+@softmax_ex.subcheck("softmax rows sum to 1 and ignore a shift, for any logits")
+def _(softmax):
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+
+    logits = hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=5),
+        elements=st.floats(-800, 800, allow_nan=False),
+    )
+    expect_property(
+        lambda x: _softmax_properties_hold(softmax, x), logits, "softmax's row properties"
+    )
 
 
 @softmax_ex.subcheck("softmax keeps float32 input float32 and leaves it unchanged")

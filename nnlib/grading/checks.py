@@ -185,6 +185,41 @@ def expect_rate(hits: int, n: int, p: float, what: str, *, sigmas: float = 5.0) 
         )
 
 
+def expect_property(holds: Callable, strategy, what: str, *, max_examples: int = 150) -> None:
+    """Fail with the smallest input that breaks ``holds`` (a property of the learner's code).
+
+    Hypothesis searches ``strategy`` for an input where ``holds(input)`` is false (or
+    raises) and shrinks it to a minimal one, which the failure message shows. The search
+    is derandomized, so the verdict and the counterexample are the same on every run.
+    """
+    from hypothesis import HealthCheck, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    def breaks(example) -> bool:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                return not holds(example)
+            except Exception:
+                return True
+
+    config = settings(
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=max_examples,
+        suppress_health_check=list(HealthCheck),
+    )
+    try:
+        example = find(strategy, breaks, settings=config)
+    except NoSuchExample:
+        return
+    with np.printoptions(precision=17):
+        raise CheckFailed(
+            f"{what}: fails for this input (shrunk to a smallest case):\n  {example!r}"
+        )
+
+
 def quiet(fn, *args):
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
