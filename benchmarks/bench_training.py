@@ -1,0 +1,402 @@
+"""One full training step (forward, loss, backward, Adam update), float32: nnlib's cpu
+backend against the NumPy reference backend, PyTorch (CPU, eager) and a ``jax.jit``
+step, as ratios measured in one run.
+
+    .venv/bin/python benchmarks/bench_training.py [--rounds 40] [--block 10]
+        [--first-step-runs 5] [--cold-runs 2]
+
+Models: 64-128-10 (batch 64), 784-256-10 (batch 128) and 784-1024-10 (batch 512), a
+fused Dense+ReLU then a Dense, softmax cross-entropy, Adam(lr=1e-3, betas=(0.9, 0.999),
+eps=1e-8). Every contender starts from the same weights and trains on the same batch.
+
+nnlib has no public "one step" method: the step is timed the way ``Sequential.fit``
+runs one batch (``_forward``, ``loss.accumulate``, ``backward``, ``optimizer.step``),
+without ``fit``'s per-call validation, data placement and per-epoch work.
+
+Before timing, every contender takes a few steps from the same weights and its losses
+and final weights are compared with the NumPy reference. Then the contenders are timed
+alternately, in blocks of ``--block`` steps, the order rotated every round, and the
+median of the per-round ratios is reported. For the largest model the floor is the
+matrix products a step needs, timed with ``np.dot`` into preallocated outputs in the
+same rotation: its time over nnlib's step time is the fraction of the machine's float32
+matrix-multiply throughput the step reaches.
+
+Last, the time from a fresh ``python -c "import nnlib; ..."`` to the end of its first
+training step, with a warm Numba cache and a cold (empty) one (``NUMBA_CACHE_DIR``).
+A peer that is not installed is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numba
+import numpy as np
+
+import nnlib as nl
+from nnlib import losses as nl_losses
+
+LR, BETAS, EPS = 1e-3, (0.9, 0.999), 1e-8
+CONFIGS = [  # (input, hidden, classes, batch)
+    (64, 128, 10, 64),
+    (784, 256, 10, 128),
+    (784, 1024, 10, 512),
+]
+
+
+def make_problem(d, h, k, n, seed=0):
+    """Initial weights (from an nnlib model) and one batch, all float32."""
+    model = nl.Sequential([nl.Dense(d, h, init="he", activation="relu"), nl.Dense(h, k)], seed=seed)
+    weights = {name: np.array(v) for name, v in model.parameters().items()}
+    rng = np.random.default_rng(seed + 1)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = rng.integers(0, k, n).astype(np.int64)
+    return weights, X, y
+
+
+# ---------------------------------------------------------------------- contenders
+# Each factory returns (step, loss, weights): step() runs one training step; loss()
+# the loss of the last step (a float, read back); weights() the current parameters as
+# NumPy arrays named like nnlib's ("0.W" (D, H), "0.b", "1.W", "1.b").
+
+
+def nnlib_step(backend, weights, X, y):
+    d, h = weights["0.W"].shape
+    k = weights["1.W"].shape[1]
+    model = nl.Sequential([nl.Dense(d, h, activation="relu"), nl.Dense(h, k)])
+    model.build()
+    model.set_parameters(weights)
+    model._set_backend(backend)
+    loss_fn = nl_losses.get("softmax_cross_entropy")
+    loss_fn.backend = model.backend
+    opt = nl.optim.Adam(lr=LR, betas=BETAS, eps=EPS)
+    opt.backend = model.backend
+    opt.bind(model.parameters(), model.gradients())
+    acc = np.zeros(2)  # fit's [loss sum, correct count] accumulator
+
+    def step():  # what fit does for one batch
+        out = model._forward(X, training=True)
+        loss_fn.accumulate(out, y, acc)
+        model.backward(loss_fn.backward())
+        opt.grads = model.gradients()
+        opt.step()
+
+    def loss():
+        acc[:] = 0
+        step()
+        return acc[0] / len(X)
+
+    def get_weights():
+        return {k: np.array(v) for k, v in model.parameters().items()}
+
+    return step, loss, get_weights
+
+
+def torch_step(weights, X, y):
+    import torch
+
+    d, h = weights["0.W"].shape
+    k = weights["1.W"].shape[1]
+    net = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, k))
+    with torch.no_grad():
+        for i, j in ((0, 0), (1, 2)):
+            net[j].weight.copy_(torch.from_numpy(weights[f"{i}.W"].T.copy()))
+            net[j].bias.copy_(torch.from_numpy(weights[f"{i}.b"]))
+    opt = torch.optim.Adam(net.parameters(), lr=LR, betas=BETAS, eps=EPS)
+    xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    last = [None]
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(xt), yt)
+        loss.backward()
+        opt.step()
+        last[0] = loss
+
+    def loss():
+        step()
+        return float(last[0].detach())
+
+    def get_weights():
+        return {
+            "0.W": net[0].weight.detach().numpy().T.copy(),
+            "0.b": net[0].bias.detach().numpy().copy(),
+            "1.W": net[2].weight.detach().numpy().T.copy(),
+            "1.b": net[2].bias.detach().numpy().copy(),
+        }
+
+    return step, loss, get_weights
+
+
+def jax_step(weights, X, y):
+    import jax
+    import jax.numpy as jnp
+
+    b1, b2 = BETAS
+
+    def loss_fn(p, x, labels):
+        z = jnp.maximum(x @ p["0.W"] + p["0.b"], 0) @ p["1.W"] + p["1.b"]
+        logz = jax.nn.logsumexp(z, axis=1)
+        return jnp.mean(logz - jnp.take_along_axis(z, labels[:, None], axis=1)[:, 0])
+
+    @jax.jit
+    def train_step(p, m, v, t, x, labels):  # Adam as PyTorch (and nnlib) write it
+        loss, g = jax.value_and_grad(loss_fn)(p, x, labels)
+        m = {n: b1 * m[n] + (1 - b1) * g[n] for n in p}
+        v = {n: b2 * v[n] + (1 - b2) * g[n] * g[n] for n in p}
+        step_size = LR / (1 - b1**t)
+        denom_scale = jnp.sqrt(1 - b2**t)
+        p = {n: p[n] - step_size * m[n] / (jnp.sqrt(v[n]) / denom_scale + EPS) for n in p}
+        return p, m, v, loss
+
+    state = {
+        "p": {n: jnp.asarray(w) for n, w in weights.items()},
+        "m": {n: jnp.zeros(w.shape, jnp.float32) for n, w in weights.items()},
+        "v": {n: jnp.zeros(w.shape, jnp.float32) for n, w in weights.items()},
+        "t": 0,
+        "loss": None,
+    }
+    xj, yj = jnp.asarray(X), jnp.asarray(y.astype(np.int32))
+
+    def step():
+        state["t"] += 1
+        t = jnp.float32(state["t"])
+        state["p"], state["m"], state["v"], state["loss"] = train_step(
+            state["p"], state["m"], state["v"], t, xj, yj
+        )
+
+    def loss():
+        step()
+        return float(state["loss"])
+
+    def get_weights():
+        return {n: np.asarray(w) for n, w in state["p"].items()}
+
+    # async dispatch: a timed block ends when its last step is done
+    step.block = lambda: state["loss"].block_until_ready()
+    return step, loss, get_weights
+
+
+def matmul_floor(weights, X):
+    """The matrix products of one step (forward x W1, h W2; backward dW2, dh, dW1: no dx
+    for the input, as no contender but nnlib computes it), np.dot into outputs."""
+    W1, W2 = weights["0.W"], weights["1.W"]
+    n, (d, h), k = len(X), W1.shape, W2.shape[1]
+    hid, z, dW2, dh, dW1 = (
+        np.empty(s, np.float32) for s in ((n, h), (n, k), (h, k), (n, h), (d, h))
+    )
+    dz = np.ones((n, k), np.float32)
+
+    def step():
+        np.dot(X, W1, hid)
+        np.dot(hid, W2, z)
+        np.dot(hid.T, dz, dW2)
+        np.dot(dz, W2.T, dh)
+        np.dot(X.T, dh, dW1)
+
+    flops = 2 * n * (d * h + h * k) + 2 * n * h * k * 2 + 2 * n * d * h
+    return step, flops
+
+
+def contenders(weights, X, y):
+    """(name, (step, loss, weights) or None, reason it cannot run)."""
+    yield "nnlib cpu", nnlib_step("cpu", weights, X, y), None
+    yield "numpy ref", nnlib_step("numpy", weights, X, y), None
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+        yield "torch cpu", torch_step(weights, X, y), None
+    except ImportError:
+        yield "torch cpu", None, "PyTorch is not installed (pip install torch==2.13.0)"
+    try:
+        import jax
+
+        jax.config.update("jax_platforms", "cpu")
+        yield "jax jit", jax_step(weights, X, y), None
+    except ImportError:
+        yield "jax jit", None, "JAX is not installed (pip install jax)"
+
+
+# ---------------------------------------------------------------------- checks and timing
+
+
+def validate(runs, n_steps=5):
+    """Every contender takes n_steps from the same weights: losses and weights vs numpy."""
+    ref_losses = [runs["numpy ref"][1]() for _ in range(n_steps)]
+    ref_w = runs["numpy ref"][2]()
+    print(f"  check ({n_steps} steps, losses {ref_losses[0]:.6f} -> {ref_losses[-1]:.6f}):")
+    for name, (_, loss, get_w) in runs.items():
+        if name == "numpy ref":
+            continue
+        losses = [loss() for _ in range(n_steps)]
+        dl = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(losses, ref_losses, strict=True))
+        dw = max(float(np.max(np.abs(get_w()[k] - ref_w[k]))) for k in ref_w)
+        ok = dl < 1e-4 and dw < 1e-4
+        print(
+            f"    {name:10s} loss rel diff {dl:.1e}, weight max abs diff {dw:.1e}  "
+            f"{'ok' if ok else 'MISMATCH'}"
+        )
+        if not ok:
+            raise SystemExit(f"{name} does not train like the NumPy reference")
+
+
+def time_block(step, block, finish=None):
+    t0 = time.perf_counter()
+    for _ in range(block):
+        step()
+    if finish is not None:
+        finish()
+    return (time.perf_counter() - t0) / block
+
+
+def bench(steps, rounds, block):
+    """Per-round per-step times of each contender, the order rotated every round."""
+    names = list(steps)
+    for name in names:  # warm up (compilation, allocator, caches)
+        for _ in range(3):
+            time_block(steps[name][0], block, steps[name][1])
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            times[name].append(time_block(steps[name][0], block, steps[name][1]))
+    return times
+
+
+def big_gemm_gflops(n=2048):
+    a = np.ones((n, n), np.float32)
+    c = np.empty_like(a)
+    np.dot(a, a, c)
+    times = [time_block(lambda: np.dot(a, a, c), 3) for _ in range(5)]
+    return 2 * n**3 / 1e9 / statistics.median(times)
+
+
+def first_step_code(d, h, k, n):
+    return (
+        "import time; t0 = time.perf_counter()\n"
+        "import numpy as np, nnlib as nl\n"
+        "from nnlib import losses\n"
+        f"m = nl.Sequential([nl.Dense({d}, {h}, init='he', activation='relu'), "
+        f"nl.Dense({h}, {k})], seed=0)\n"
+        "m._set_backend('cpu')\n"
+        "lf = losses.get('softmax_cross_entropy'); lf.backend = m.backend\n"
+        "o = nl.optim.Adam(lr=1e-3); o.backend = m.backend\n"
+        "o.bind(m.parameters(), m.gradients())\n"
+        f"X = np.random.default_rng(0).standard_normal(({n}, {d})).astype(np.float32)\n"
+        f"y = np.arange({n}) % {k}\n"
+        "acc = np.zeros(2)\n"
+        "out = m._forward(X, training=True); lf.accumulate(out, y, acc)\n"
+        "m.backward(lf.backward()); o.grads = m.gradients(); o.step()\n"
+        "print(time.perf_counter() - t0)\n"
+    )
+
+
+def time_first_step(code, cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return time.perf_counter() - t0, float(proc.stdout.split()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--block", type=int, default=10, help="steps per timed block")
+    parser.add_argument("--first-step-runs", type=int, default=5)
+    parser.add_argument("--cold-runs", type=int, default=2)
+    parser.add_argument("--skip-first-step", action="store_true")
+    args = parser.parse_args()
+
+    print(
+        f"Python {platform.python_version()}, numpy {np.__version__}, numba "
+        f"{numba.__version__} ({numba.get_num_threads()} threads), {os.cpu_count()} cores, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
+    for peer in ("torch", "jax"):
+        try:
+            mod = __import__(peer)
+            print(f"{peer} {mod.__version__}")
+        except ImportError:
+            pass
+    print(f"load average at start: {os.getloadavg()}")
+    print(
+        f"{args.rounds} rounds x {args.block} steps per contender; "
+        "speedup = median over rounds of (contender time / nnlib cpu time)"
+    )
+
+    for d, h, k, n in CONFIGS:
+        print(f"\n{d}-{h}-{k} MLP, batch {n}")
+        weights, X, y = make_problem(d, h, k, n)
+        runs, steps = {}, {}
+        for name, made, why in contenders(weights, X, y):
+            if made is None:
+                print(f"  {name}: skipped, {why}")
+                continue
+            runs[name] = made
+            steps[name] = (made[0], getattr(made[0], "block", None))
+        validate(runs)
+        # fresh state for timing, from the same weights
+        steps = {}
+        for name, made, _ in contenders(weights, X, y):
+            if made is not None:
+                steps[name] = (made[0], getattr(made[0], "block", None))
+        floor_flops = None
+        if (d, h, n) == (784, 1024, 512):
+            floor_step, floor_flops = matmul_floor(weights, X)
+            steps["np.dot floor"] = (floor_step, None)
+        times = bench(steps, args.rounds, args.block)
+        cpu = times["nnlib cpu"]
+        print(
+            f"  {'contender':14s} {'median ms':>10s} {'best ms':>9s} {'speedup of nnlib cpu':>22s}"
+        )
+        for name, ts in times.items():
+            ratio = statistics.median(t / c for t, c in zip(ts, cpu, strict=True))
+            sp = "" if name == "nnlib cpu" else f"{ratio:.2f}x"
+            if name == "np.dot floor":
+                sp = f"{ratio:.2f} (= throughput fraction)"
+            print(
+                f"  {name:14s} {1e3 * statistics.median(ts):10.3f} {1e3 * min(ts):9.3f} {sp:>22s}"
+            )
+        if floor_flops:
+            gf = floor_flops / 1e9
+            print(
+                f"  step matmul work {gf:.2f} GFLOP: nnlib cpu {gf / statistics.median(cpu):.1f} "
+                f"GFLOP/s, np.dot floor {gf / statistics.median(times['np.dot floor']):.1f} GFLOP/s"
+            )
+            print(f"  big 2048^3 float32 GEMM: {big_gemm_gflops():.1f} GFLOP/s")
+        print(f"  load average: {os.getloadavg()}")
+
+    if args.skip_first_step:
+        return
+    d, h, k, n = CONFIGS[1]
+    code = first_step_code(d, h, k, n)
+    print(f"\ntime to the first finished step, fresh `python -c` ({d}-{h}-{k}, batch {n}):")
+    with tempfile.TemporaryDirectory() as warm_dir:
+        time_first_step(code, warm_dir)  # fills the cache
+        warm = [time_first_step(code, warm_dir) for _ in range(args.first_step_runs)]
+    cold = []
+    for _ in range(args.cold_runs):
+        with tempfile.TemporaryDirectory() as cold_dir:
+            cold.append(time_first_step(code, cold_dir))
+    for label, runs_ in (("warm cache", warm), ("cold cache", cold)):
+        walls, inner = zip(*runs_, strict=True)
+        print(
+            f"  {label}: median {statistics.median(walls):.2f} s wall (process start to exit), "
+            f"{statistics.median(inner):.2f} s from the first line to the step's end; "
+            f"all walls {', '.join(f'{w:.2f}' for w in walls)}"
+        )
+    print(f"load average at end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
