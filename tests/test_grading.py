@@ -33,6 +33,7 @@ from nnlib.grading.notebooks import ANSWER, GRADE, BuildError, tagged
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "solutions" / "01_activations.ipynb"
 EXERCISE = ROOT / "exercises" / "01_activations.ipynb"
+ALL_SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 SANITIZE = ROOT / "nnlib" / "grading" / "nbval_sanitize.cfg"
 
 
@@ -148,10 +149,10 @@ def test_build_overwrites_an_untouched_exercise_quietly(tmp_path):
 
 
 def test_check_prints_fixed_float_free_lines_and_nothing_on_stderr(capsys):
-    from test_grading_mutants import solved_namespace
+    from test_grading_mutants import SET
 
-    ns = solved_namespace()
-    for name in ("relu", "leaky_relu", "sigmoid", "tanh_backward", "softmax", "relu_numba"):
+    ns, names = SET.solved(), SET.names()
+    for name in names:
         check(name, *(ns[f] for f in EXERCISES[name].functions))
     out, err = capsys.readouterr()
     assert err == ""
@@ -162,7 +163,7 @@ def test_check_prints_fixed_float_free_lines_and_nothing_on_stderr(capsys):
         for n, ex in EXERCISES.items()
     }
     assert set(lines) <= fixed, set(lines) - fixed
-    assert len(lines) == sum(len(EXERCISES[n].subchecks) + 1 for n in EXERCISES if n != "relu_cuda")
+    assert len(lines) == sum(len(EXERCISES[n].subchecks) + 1 for n in names)
     assert "[softmax] 6/6 checks passed" in lines
 
 
@@ -198,7 +199,8 @@ def test_an_exception_in_learner_code_is_shown_with_its_line():
 
 
 @pytest.mark.slow
-def test_solutions_pass_strict_nbval():
+@pytest.mark.parametrize("solution", ALL_SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_pass_strict_nbval(solution):
     done = subprocess.run(
         [
             sys.executable,
@@ -209,22 +211,24 @@ def test_solutions_pass_strict_nbval():
             "-p",
             "no:cacheprovider",
             "-q",
-            str(SOLUTION),
+            str(solution),
         ],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    code_cells = sum(c.cell_type == "code" for c in _read(SOLUTION).cells)
+    code_cells = sum(c.cell_type == "code" for c in _read(solution).cells)
     assert f"{code_cells} passed" in done.stdout, done.stdout[-2000:]
 
 
 @pytest.mark.slow
-def test_unsolved_exercises_fail_every_grade_cell_and_nothing_else(tmp_path):
-    records = _run_nbval(_read(EXERCISE), tmp_path, cell_timeout=60)
+@pytest.mark.parametrize("solution", ALL_SOLUTIONS, ids=lambda p: p.name)
+def test_unsolved_exercises_fail_every_grade_cell_and_nothing_else(solution, tmp_path):
+    exercise = ROOT / "exercises" / solution.name
+    records = _run_nbval(_read(exercise), tmp_path, cell_timeout=60)
     failed = {tuple(r["tags"]) for r in records if r["outcome"] != "passed"}
-    grades = {(f"{GRADE}{name}",) for name in notebooks.exercises_of(_read(EXERCISE))}
+    grades = {(f"{GRADE}{name}",) for name in notebooks.exercises_of(_read(exercise))}
     assert failed == grades
     for r in records:
         if r["outcome"] != "passed":

@@ -10,24 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import textwrap
-from functools import cache
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
+from mutant_harness import ExerciseSet, M, ids
 
-from nnlib.grading import EXERCISES, check
-from nnlib.grading.notebooks import ANSWER, tagged
-
-SOLUTION = Path(__file__).resolve().parents[1] / "solutions" / "01_activations.ipynb"
-CUDA_EXERCISES = {"relu_cuda"}
-
-
-def _answers() -> dict[str, str]:
-    nb = nbformat.read(SOLUTION, as_version=4)
-    return {tagged(c, ANSWER): c.source for c in nb.cells if tagged(c, ANSWER)}
+from nnlib.grading import check
 
 
 def _globals(with_cuda: bool) -> dict:
@@ -41,34 +29,7 @@ def _globals(with_cuda: bool) -> dict:
     return ns
 
 
-@cache
-def _solved(with_cuda: bool) -> dict:
-    ns = _globals(with_cuda)
-    for name, source in _answers().items():
-        if name not in CUDA_EXERCISES or with_cuda:
-            exec(compile(source, f"<answer:{name}>", "exec"), ns)
-    return ns
-
-
-def solved_namespace(with_cuda: bool = False) -> dict:
-    """The names the solution's answer cells define (CUDA ones only if asked)."""
-    return dict(_solved(with_cuda))
-
-
-def _run(name, ns) -> str | None:
-    """The AssertionError message of exercise ``name``, or None if it passes."""
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            check(name, *(ns[f] for f in EXERCISES[name].functions))
-    except AssertionError as err:
-        return f"{out.getvalue()}\n{err}"
-    return None
-
-
-def M(source):
-    return textwrap.dedent(source).strip("\n") + "\n"
-
+SET = ExerciseSet("01_activations.ipynb", namespace=_globals, gpu={"relu_cuda"})
 
 # (exercise, mutant, answer cell source, text the feedback must show)
 MUTANTS = [
@@ -502,44 +463,22 @@ CUDA_MUTANTS = [
 ]
 
 
-def _ids(mutants):
-    return [f"{ex}: {name}" for ex, name, _, _ in mutants]
-
-
-def _assert_only_its_own_exercise_fails(exercise, source, hint, with_cuda):
-    ns = solved_namespace(with_cuda)
-    exec(compile(source, f"<mutant of answer:{exercise}>", "exec"), ns)
-    verdicts = {
-        name: _run(name, ns) for name in EXERCISES if name not in CUDA_EXERCISES or with_cuda
-    }
-    failing = sorted(name for name, msg in verdicts.items() if msg is not None)
-    assert failing == [exercise], {n: verdicts[n] for n in failing}
-    assert "Hint" in verdicts[exercise] and hint in verdicts[exercise], verdicts[exercise]
-
-
 def test_catalogue_has_at_least_four_mutants_per_exercise():
-    counts = {}
-    for exercise, *_ in MUTANTS + CUDA_MUTANTS:
-        counts[exercise] = counts.get(exercise, 0) + 1
-    assert set(counts) == set(_answers()), "every exercise needs mutants"
-    assert min(counts.values()) >= 4, counts
+    SET.assert_catalogue_complete(MUTANTS + CUDA_MUTANTS)
 
 
 def test_the_solutions_pass_every_check():
-    ns = solved_namespace()
-    assert {n: _run(n, ns) for n in EXERCISES if n not in CUDA_EXERCISES} == dict.fromkeys(
-        set(EXERCISES) - CUDA_EXERCISES
-    )
+    SET.assert_solutions_pass()
 
 
-@pytest.mark.parametrize(("exercise", "mutant", "source", "hint"), MUTANTS, ids=_ids(MUTANTS))
+@pytest.mark.parametrize(("exercise", "mutant", "source", "hint"), MUTANTS, ids=ids(MUTANTS))
 def test_mutant_fails_its_own_exercise_only_and_shows_its_hint(exercise, mutant, source, hint):
-    _assert_only_its_own_exercise_fails(exercise, source, hint, with_cuda=False)
+    SET.assert_only_its_own_exercise_fails(exercise, source, hint)
 
 
 @pytest.mark.cuda
 def test_cuda_solution_passes_and_says_where_it_ran():
-    ns = solved_namespace(with_cuda=True)
+    ns = SET.solved(with_cuda=True)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         check("relu_cuda", ns["relu_kernel"], ns["relu_gpu"])
@@ -551,7 +490,7 @@ def test_cuda_solution_passes_and_says_where_it_ran():
 
 @pytest.mark.cuda
 @pytest.mark.parametrize(
-    ("exercise", "mutant", "source", "hint"), CUDA_MUTANTS, ids=_ids(CUDA_MUTANTS)
+    ("exercise", "mutant", "source", "hint"), CUDA_MUTANTS, ids=ids(CUDA_MUTANTS)
 )
 def test_cuda_mutant_fails_its_own_exercise_only_and_shows_its_hint(exercise, mutant, source, hint):
-    _assert_only_its_own_exercise_fails(exercise, source, hint, with_cuda=True)
+    SET.assert_only_its_own_exercise_fails(exercise, source, hint, with_cuda=True)

@@ -1,0 +1,1 @@
+"""Checks for the exercises of ``solutions/03_backprop.ipynb``."""

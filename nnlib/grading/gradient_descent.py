@@ -1,0 +1,1 @@
+"""Checks for the exercises of ``solutions/04_gradient_descent.ipynb``."""

@@ -1,0 +1,99 @@
+"""Shared machinery for the wrong-answer catalogues (``test_grading_mutants*.py``).
+
+One :class:`ExerciseSet` per solution notebook. A mutant replaces one answer cell; it
+must fail its own exercise, show its hint, and leave every other exercise *of the same
+notebook* passing. The checks are called in-process (no kernel per mutant);
+``test_grading.py`` proves the nbval path on the real notebooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import textwrap
+from collections import Counter
+from pathlib import Path
+
+import nbformat
+
+from nnlib.grading import EXERCISES, check
+from nnlib.grading.notebooks import ANSWER, tagged
+
+SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
+
+
+def M(source: str) -> str:
+    """A mutant's answer-cell source, dedented."""
+    return textwrap.dedent(source).strip("\n") + "\n"
+
+
+def ids(mutants) -> list[str]:
+    return [f"{ex}: {name}" for ex, name, _, _ in mutants]
+
+
+class ExerciseSet:
+    """The exercises of ``solutions/<notebook>``, solved in-process.
+
+    ``namespace`` builds the globals the answer cells run in; by default the notebook's
+    cells tagged ``setup`` are executed (imports, data). Exercises in ``gpu`` are only
+    run when ``with_cuda`` is asked for (the ``cuda`` pytest process).
+    """
+
+    def __init__(self, notebook: str, namespace=None, gpu=frozenset()):
+        self.path = SOLUTIONS / notebook
+        self.gpu = frozenset(gpu)
+        self._namespace = namespace
+        self._solved = {}
+        nb = nbformat.read(self.path, as_version=4)
+        self.answers = {tagged(c, ANSWER): c.source for c in nb.cells if tagged(c, ANSWER)}
+        self.setup = [c.source for c in nb.cells if "setup" in c.metadata.get("tags", [])]
+
+    def names(self, with_cuda: bool = False) -> list[str]:
+        return [n for n in self.answers if with_cuda or n not in self.gpu]
+
+    def _fresh(self, with_cuda: bool) -> dict:
+        if self._namespace is not None:
+            return self._namespace(with_cuda)
+        ns = {"check": check}
+        for source in self.setup:
+            exec(compile(source, f"<setup of {self.path.name}>", "exec"), ns)
+        return ns
+
+    def solved(self, with_cuda: bool = False) -> dict:
+        """A copy of the globals after every answer cell ran (GPU ones only if asked)."""
+        if with_cuda not in self._solved:
+            ns = self._fresh(with_cuda)
+            for name in self.names(with_cuda):
+                exec(compile(self.answers[name], f"<answer:{name}>", "exec"), ns)
+            self._solved[with_cuda] = ns
+        return dict(self._solved[with_cuda])
+
+    @staticmethod
+    def verdict(name: str, ns: dict) -> str | None:
+        """The AssertionError message of exercise ``name``, or None if it passes."""
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                check(name, *(ns[f] for f in EXERCISES[name].functions))
+        except AssertionError as err:
+            return f"{out.getvalue()}\n{err}"
+        return None
+
+    def failures(self, ns: dict, with_cuda: bool = False) -> dict[str, str]:
+        verdicts = {n: self.verdict(n, ns) for n in self.names(with_cuda)}
+        return {n: msg for n, msg in verdicts.items() if msg is not None}
+
+    def assert_solutions_pass(self, with_cuda: bool = False) -> None:
+        assert self.failures(self.solved(with_cuda), with_cuda) == {}
+
+    def assert_only_its_own_exercise_fails(self, exercise, source, hint, with_cuda=False):
+        ns = self.solved(with_cuda)
+        exec(compile(source, f"<mutant of answer:{exercise}>", "exec"), ns)
+        failing = self.failures(ns, with_cuda)
+        assert sorted(failing) == [exercise], failing
+        assert "Hint" in failing[exercise] and hint in failing[exercise], failing[exercise]
+
+    def assert_catalogue_complete(self, mutants, at_least: int = 4) -> None:
+        counts = Counter(exercise for exercise, *_ in mutants)
+        assert set(counts) == set(self.answers), "every exercise needs mutants"
+        assert min(counts.values()) >= at_least, counts

@@ -1,0 +1,86 @@
+"""The lesson notebooks in ``chapters/``: they run top to bottom in a fresh kernel without
+error (nbval, lax: cells marked ``# NBVAL_CHECK_OUTPUT`` must reproduce their stored
+output), and each has what every chapter promises its reader.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+SANITIZE = ROOT / "nnlib" / "grading" / "nbval_sanitize.cfg"
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def _code(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _markdown(nb):
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "chapters/ holds no NN_topic.ipynb lesson"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_runs_top_to_bottom_in_a_fresh_kernel(chapter):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            f"--nbval-sanitize-with={SANITIZE}",
+            "--nbval-cell-timeout=120",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(chapter),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_outputs_are_stored_and_free_of_errors(chapter):
+    cells = _code(_read(chapter))
+    assert all(c.execution_count for c in cells), "a code cell was never run: execute it"
+    counts = [c.execution_count for c in cells]
+    assert counts == list(range(1, len(cells) + 1)), "not run top to bottom in one kernel"
+    for cell in cells:
+        for out in cell.outputs:
+            assert out.output_type != "error", f"stored error output in:\n{cell.source}"
+            assert not (out.output_type == "stream" and out.name == "stderr"), (
+                f"stored stderr output in:\n{cell.source}\n{out.text}"
+            )
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_has_what_every_lesson_promises(chapter):
+    nb = _read(chapter)
+    figures = sum("image/png" in out.get("data", {}) for c in _code(nb) for out in c.outputs)
+    assert figures >= 3, f"{figures} figures; a lesson shows at least three"
+    assert any("ipywidgets" in c.source for c in _code(nb)), "no interactive explorer"
+    text = _markdown(nb)
+    assert "$" in text, "no math"
+    assert re.search(r"common mistakes", text, re.I), "no 'Common mistakes' box"
+    assert re.search(r"^#+ .*summary", text, re.I | re.M), "no closing summary"
+    exercises = f"exercises/{chapter.name}"
+    assert exercises in text, f"no pointer to {exercises}"
+    assert (ROOT / exercises).exists(), f"{exercises} does not exist"
