@@ -625,14 +625,14 @@ MLP_MISTAKES = {
     "forward pass, dZ1 = dA1 * (Z1 > 0).",
     "no_mean": "your gradients are N times too large: the loss is the mean over N rows, so "
     "dZ2 = (softmax(Z2) - Y) / N.",
+    "db_mean": "your bias gradients are means over the batch: b is added to every row, so "
+    "its gradient is the sum, db = dZ.sum(axis=0).",
     "twice_n": "your gradients are divided by N twice: the 1/N is in dZ2 already; dW, db "
     "and dA1 just multiply and sum it.",
     "pre_activation": "your dW2 uses Z1, the pre-activation: the second layer's input is "
     "A1 = relu(Z1), so dW2 = A1.T @ dZ2.",
     "transposed": "your weight gradients are transposed: dW1 = X.T @ dZ1 (D, H) and "
     "dW2 = A1.T @ dZ2 (H, C), the shapes of W1 and W2.",
-    "db_mean": "your bias gradients are means over the batch: b is added to every row, so "
-    "its gradient is the sum, db = dZ.sum(axis=0).",
 }
 
 
