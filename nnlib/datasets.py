@@ -1,18 +1,63 @@
-"""Small synthetic data sets for the course. Every generator takes ``seed`` (int,
-Generator or None) and returns ``(X, y)``: ``X`` float32 of shape (n, D), ``y`` int64
-labels of shape (n,) (float32 targets (n, 1) for :func:`sine`). Examples come in random
-order, so any slice of them holds every class.
+"""Data sets for the course and for your own projects.
+
+* Generated toy sets: every generator takes ``seed`` (int, Generator or None) and returns
+  ``(X, y)``: ``X`` float32 of shape (n, D), ``y`` int64 labels of shape (n,) (float32
+  targets (n, 1) for :func:`sine`). Examples come in random order, so any slice of them
+  holds every class.
+* :func:`load_digits`: 1,797 real 8x8 handwritten digits, bundled (no network needed).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import numbers
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
 from .init import rng_from
 
-__all__ = ["blobs", "circles", "moons", "sine", "spirals", "xor"]
+__all__ = ["blobs", "circles", "load_digits", "moons", "sine", "spirals", "xor"]
+
+# SHA-256 of nnlib/data/digits.npz; load_digits refuses a file that does not match.
+DIGITS_SHA256 = "b2dab7b501728c22e9119ad76740b2e17c77a231e42d1e592380d90886f1a05e"
+
+
+class DataIntegrityError(RuntimeError):
+    """A data file is not the one nnlib expects (corrupt, truncated or replaced)."""
+
+
+def _verified_bytes(path, expected: str) -> bytes:
+    data = path.read_bytes()
+    got = hashlib.sha256(data).hexdigest()
+    if got != expected:
+        raise DataIntegrityError(
+            f"{path} is corrupt: its SHA-256 is {got}, expected {expected}. "
+            "Reinstall nnlib (pip install --force-reinstall nnlib, or git checkout the file "
+            "in a source tree)."
+        )
+    return data
+
+
+def load_digits(*, images: bool = False, path=None):
+    """The UCI handwritten digits: ``(X, y)``, 1,797 examples of 10 classes.
+
+    ``X`` is float32 with pixel values 0..16, shape (1797, 64), or (1797, 8, 8) with
+    ``images=True``; ``y`` is int64 in 0..9. Divide by 16 (or standardize, fitting on the
+    training split only) before training. The file ships inside the package and its
+    checksum is verified on every load. Source: Alpaydin & Kaynak, UCI Machine Learning
+    Repository (CC BY 4.0); see ``nnlib/data/README.md``. ``path`` reads another copy of
+    the file (it must have the same checksum).
+    """
+    path = resources.files("nnlib") / "data" / "digits.npz" if path is None else Path(path)
+    with np.load(io.BytesIO(_verified_bytes(path, DIGITS_SHA256)), allow_pickle=False) as f:
+        pixels, labels = f["images"], f["labels"]
+    X = pixels.astype(np.float32)
+    if not images:
+        X = X.reshape(len(X), -1)
+    return X, labels.astype(np.int64)
 
 
 def _check(n, noise, min_n=1):
