@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 # It must be set before Numba loads its OpenMP runtime; an explicit setting is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import callbacks, datasets, functional, init, losses, optim
+from . import callbacks, datasets, functional, init, losses, optim, preprocessing
 from ._backend import (
     BACKENDS,
     BackendUnavailableError,
@@ -71,5 +71,6 @@ __all__ = [
     "init",
     "losses",
     "optim",
+    "preprocessing",
     "use_backend",
 ]

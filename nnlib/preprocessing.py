@@ -1,0 +1,276 @@
+"""Preparing data for training: splits, scaling, one-hot labels, mini-batches.
+
+Names and behaviour follow scikit-learn's where it has the same tool, so what you learn
+here carries over.
+
+**Fit scalers on the training split only.** The test set stands in for data the model
+has never seen; if its mean and spread leak into the preprocessing, the test score is
+optimistic. The right order is::
+
+    (X_tr, y_tr), (X_te, y_te) = train_test_split(X, y, test_size=0.2, stratify=True, seed=0)
+    scaler = StandardScaler().fit(X_tr)          # statistics of the training split
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+
+:func:`train_test_split` returns the training split first, and a scaler cannot transform
+anything before it was fitted, so the leak-free order is the natural one.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .init import rng_from
+
+__all__ = [
+    "MinMaxScaler",
+    "NotFittedError",
+    "StandardScaler",
+    "batches",
+    "one_hot",
+    "train_test_split",
+    "train_val_test_split",
+]
+
+
+class NotFittedError(RuntimeError):
+    """A scaler was used before ``fit``."""
+
+
+def _features(X, name="X") -> np.ndarray:
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiu" or X.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of numbers (examples x features); "
+            f"got shape {X.shape} and dtype {X.dtype}"
+        )
+    return X
+
+
+def _labels(y, n=None, name="y") -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError(
+            f"{name} must be a 1-D array of integer labels; got shape {y.shape}, dtype {y.dtype}"
+        )
+    if n is not None and len(y) != n:
+        raise ValueError(f"{name} has {len(y)} labels but X has {n} examples")
+    return y
+
+
+def _fraction(value, name) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a fraction strictly between 0 and 1; got {value!r}")
+    return float(value)
+
+
+def _split_indices(y, n, fraction, stratify, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, take): ``take`` holds round(fraction * n) examples, per class if stratified."""
+    if not stratify:
+        perm = rng.permutation(n)
+        k = round(fraction * n)
+        return np.sort(perm[k:]), np.sort(perm[:k])
+    # Per class, take round(fraction * class size) examples; then fix the rounding so the
+    # total matches the unstratified count, adjusting the classes whose share rounded most.
+    classes, counts = np.unique(y, return_counts=True)
+    exact = fraction * counts
+    take = np.floor(exact).astype(int)
+    short = round(fraction * n) - take.sum()
+    for c in np.argsort(-(exact - take), kind="stable")[: max(short, 0)]:
+        take[c] += 1
+    keep_idx, take_idx = [], []
+    for c, k in zip(classes, take, strict=True):
+        members = rng.permutation(np.flatnonzero(y == c))
+        take_idx.append(members[:k])
+        keep_idx.append(members[k:])
+    return np.sort(np.concatenate(keep_idx)), np.sort(np.concatenate(take_idx))
+
+
+def train_test_split(X, y, test_size: float = 0.2, *, stratify: bool = False, seed=None):
+    """Split ``(X, y)`` into ``(X_train, y_train), (X_test, y_test)``.
+
+    ``test_size`` is the fraction that goes to the test split (rounded to whole
+    examples). With ``stratify=True`` each class keeps its proportion in both splits (to
+    within one example per class). ``seed`` makes the split repeatable. The order of the
+    examples inside each split is their original order.
+    """
+    X = np.asarray(X)
+    y = _labels(y, len(X)) if stratify else np.asarray(y)
+    if len(y) != len(X):
+        raise ValueError(f"y has {len(y)} entries but X has {len(X)} examples")
+    keep, take = _split_indices(
+        y, len(X), _fraction(test_size, "test_size"), stratify, rng_from(seed)
+    )
+    return (X[keep], y[keep]), (X[take], y[take])
+
+
+def train_val_test_split(
+    X, y, val_size: float = 0.15, test_size: float = 0.15, *, stratify: bool = False, seed=None
+):
+    """Three disjoint splits ``(train), (val), (test)``, each an ``(X, y)`` pair.
+
+    ``val_size`` and ``test_size`` are fractions of the whole data set.
+    """
+    val_size, test_size = _fraction(val_size, "val_size"), _fraction(test_size, "test_size")
+    if val_size + test_size >= 1:
+        raise ValueError(
+            f"val_size + test_size must leave something to train on; got {val_size} + {test_size}"
+        )
+    rng = rng_from(seed)
+    rest, test = train_test_split(X, y, test_size, stratify=stratify, seed=rng)
+    train, val = train_test_split(*rest, val_size / (1 - test_size), stratify=stratify, seed=rng)
+    return train, val, test
+
+
+class _Scaler:
+    """``fit`` learns per-feature statistics; ``transform`` applies them."""
+
+    _fitted = ("",)
+
+    def fit_transform(self, X):
+        return self.fit(X).transform(X)
+
+    def _check_fitted(self, what):
+        if any(getattr(self, name, None) is None for name in self._fitted):
+            raise NotFittedError(
+                f"{type(self).__name__}.{what}: call fit(X_train) first, on the training split only"
+            )
+
+    def _check_width(self, X, what):
+        X = _features(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{type(self).__name__}.{what}: X has {X.shape[1]} features, but the scaler "
+                f"was fitted on {self.n_features_in_}"
+            )
+        return X
+
+
+class StandardScaler(_Scaler):
+    """Standardize each feature: ``(X - mean_) / scale_``, statistics from ``fit``.
+
+    ``scale_`` is the population standard deviation (ddof=0, as scikit-learn); a feature
+    that is constant in the training data gets ``scale_ = 1`` (it becomes 0, never NaN).
+    Output dtype: float32 input stays float32, anything else becomes float64.
+    """
+
+    _fitted = ("mean_", "scale_")
+
+    def __init__(self):
+        self.mean_ = self.scale_ = None
+        self.n_features_in_ = None
+
+    def fit(self, X) -> StandardScaler:
+        X = _features(X).astype(np.float64)
+        if len(X) == 0:
+            raise ValueError("StandardScaler.fit: X has no examples")
+        std = X.std(axis=0)
+        self.mean_, self.scale_ = X.mean(axis=0), np.where(std > 0, std, 1.0)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X):
+        self._check_fitted("transform")
+        X = self._check_width(X, "transform")
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        return ((X - self.mean_) / self.scale_).astype(dtype)
+
+    def inverse_transform(self, X):
+        self._check_fitted("inverse_transform")
+        X = self._check_width(X, "inverse_transform")
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        return (X * self.scale_ + self.mean_).astype(dtype)
+
+
+class MinMaxScaler(_Scaler):
+    """Rescale each feature to ``feature_range`` (default [0, 1]) using the training
+    minimum and maximum. Values outside the training range map outside the range (no
+    clipping, as scikit-learn). A constant feature maps to the range's lower end."""
+
+    _fitted = ("data_min_", "data_max_")
+
+    def __init__(self, feature_range=(0.0, 1.0)):
+        lo, hi = feature_range
+        if not lo < hi:
+            raise ValueError(
+                f"feature_range must be (low, high) with low < high; got {feature_range}"
+            )
+        self.feature_range = (float(lo), float(hi))
+        self.data_min_ = self.data_max_ = None
+        self.n_features_in_ = None
+
+    def fit(self, X) -> MinMaxScaler:
+        X = _features(X).astype(np.float64)
+        if len(X) == 0:
+            raise ValueError("MinMaxScaler.fit: X has no examples")
+        self.data_min_, self.data_max_ = X.min(axis=0), X.max(axis=0)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _scale(self):
+        span = self.data_max_ - self.data_min_
+        lo, hi = self.feature_range
+        return (hi - lo) / np.where(span > 0, span, 1.0)
+
+    def transform(self, X):
+        self._check_fitted("transform")
+        X = self._check_width(X, "transform")
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        return ((X - self.data_min_) * self._scale() + self.feature_range[0]).astype(dtype)
+
+    def inverse_transform(self, X):
+        self._check_fitted("inverse_transform")
+        X = self._check_width(X, "inverse_transform")
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        return ((X - self.feature_range[0]) / self._scale() + self.data_min_).astype(dtype)
+
+
+def one_hot(y, num_classes: int | None = None, dtype=np.float32) -> np.ndarray:
+    """Integer labels (n,) to one-hot rows (n, num_classes): row i has a 1 at ``y[i]``.
+
+    ``num_classes`` defaults to ``y.max() + 1``; labels outside ``0..num_classes-1`` are
+    an error.
+    """
+    y = _labels(y)
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if len(y) else 0
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, numbers.Integral)
+        or (num_classes < 0)
+    ):
+        raise ValueError(f"num_classes must be an int >= 0; got {num_classes!r}")
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in 0..{num_classes - 1}; got values from {y.min()} to {y.max()}"
+        )
+    out = np.zeros((len(y), num_classes), dtype)
+    out[np.arange(len(y)), y] = 1
+    return out
+
+
+def batches(
+    X, y=None, batch_size: int = 32, *, shuffle: bool = True, seed=None, drop_last: bool = False
+):
+    """Iterate over mini-batches ``(X_batch, y_batch)`` (or ``X_batch`` without ``y``).
+
+    One pass is one epoch: every example appears exactly once, in a random order if
+    ``shuffle`` (repeatable with ``seed``). The last batch is smaller when the batch size
+    does not divide the data, unless ``drop_last``.
+    """
+    X = np.asarray(X)
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or (batch_size <= 0)
+    ):
+        raise ValueError(f"batch_size must be an int >= 1; got {batch_size!r}")
+    if y is not None and len(y) != len(X):
+        raise ValueError(f"y has {len(y)} entries but X has {len(X)} examples")
+    n = len(X)
+    order = rng_from(seed).permutation(n) if shuffle else np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start : start + batch_size]
+        yield X[idx] if y is None else (X[idx], np.asarray(y)[idx])
