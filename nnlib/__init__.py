@@ -25,6 +25,7 @@ from ._backend import (
     use_backend,
 )
 from .gradient_check import GradCheck, gradcheck
+from .io import load, save
 from .layers import (
     ELU,
     Dense,
@@ -69,8 +70,10 @@ __all__ = [
     "get_backend",
     "gradcheck",
     "init",
+    "load",
     "losses",
     "optim",
     "preprocessing",
+    "save",
     "use_backend",
 ]

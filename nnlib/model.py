@@ -460,6 +460,12 @@ class Sequential:
         X = self._prepare_inference(X, backend, "predict()")
         return self._predict_raw(X, batch_size)
 
+    def save(self, path, optimizer=None):
+        """Write the model (and ``optimizer``, if given) to one file: see :func:`nnlib.save`."""
+        from .io import save
+
+        return save(self, path, optimizer)
+
     def __repr__(self):
         inner = ",\n    ".join(repr(layer) for layer in self.layers)
         return f"Sequential([\n    {inner},\n])"
