@@ -5,6 +5,8 @@
   targets (n, 1) for :func:`sine`). Examples come in random order, so any slice of them
   holds every class.
 * :func:`load_digits`: 1,797 real 8x8 handwritten digits, bundled (no network needed).
+* :func:`load_mnist`, :func:`load_fashion_mnist`: 70,000 28x28 images each, downloaded
+  once into a cache folder and verified.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import numbers
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -19,7 +22,19 @@ import numpy as np
 
 from .init import rng_from
 
-__all__ = ["blobs", "circles", "load_digits", "moons", "sine", "spirals", "xor"]
+__all__ = [
+    "blobs",
+    "circles",
+    "data_home",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_mnist",
+    "moons",
+    "read_idx",
+    "sine",
+    "spirals",
+    "xor",
+]
 
 # SHA-256 of nnlib/data/digits.npz; load_digits refuses a file that does not match.
 DIGITS_SHA256 = "b2dab7b501728c22e9119ad76740b2e17c77a231e42d1e592380d90886f1a05e"
@@ -133,3 +148,221 @@ def sine(n: int = 200, noise: float = 0.1, seed=None):
     x = rng.uniform(-np.pi, np.pi, (n, 1))
     y = np.sin(x) + rng.normal(0, noise, (n, 1))
     return x.astype(np.float32), y.astype(np.float32)
+
+
+# --------------------------------------------------------------------- MNIST-style sets
+# The standard IDX files, downloaded on demand into a cache folder. Mirrors are tried in
+# order; every file is checked against its published checksum ("algorithm:hex"; the MD5s
+# are the ones torchvision and the data sets' authors publish) before it is kept.
+IDX_SETS = {
+    "mnist": {
+        "mirrors": [
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ],
+        "files": {
+            "train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "md5:d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "md5:9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "md5:ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    },
+    "fashion_mnist": {
+        "mirrors": [
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ],
+        "files": {
+            "train-images-idx3-ubyte.gz": "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "md5:25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    },
+}
+DATA_ENV = "NNLIB_DATA"
+
+
+class DownloadError(OSError):
+    """No mirror delivered a file with the right checksum."""
+
+
+def data_home(cache_dir=None) -> Path:
+    """Where downloaded data sets live: ``cache_dir``, else ``$NNLIB_DATA``, else
+    ``~/.cache/nnlib``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    return Path.home() / ".cache" / "nnlib"
+
+
+def _digest(path: Path, checksum: str) -> tuple[str, str]:
+    algorithm, _, expected = checksum.partition(":")
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest(), expected
+
+
+def _download(url: str, target: Path, checksum: str, timeout: float, verbose: bool) -> None:
+    """Fetch ``url`` into ``target`` atomically: a temporary file in the same folder is
+    renamed into place only when it is complete and its checksum matches."""
+    import http.client
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        _stream(url, fd, target.name, timeout, verbose)
+        got, want = _digest(Path(tmp), checksum)
+        if got != want:
+            algorithm = checksum.partition(":")[0]
+            raise OSError(f"checksum mismatch ({algorithm} {got}, expected {want})")
+        os.replace(tmp, target)  # atomic: the file is there whole, or not at all
+    except http.client.HTTPException as err:  # e.g. IncompleteRead: the server hung up
+        raise OSError(f"transfer interrupted ({type(err).__name__})") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _stream(url, fd, name, timeout, verbose) -> None:
+    import urllib.request
+
+    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        expected_size = resp.headers.get("Content-Length")
+        bar = _bar(name, expected_size, verbose)
+        received = 0
+        while block := resp.read(1 << 16):
+            out.write(block)
+            received += len(block)
+            if bar is not None:
+                bar.update(len(block))
+        if bar is not None:
+            bar.close()
+    if expected_size is not None and received != int(expected_size):
+        raise OSError(f"transfer interrupted: {received} of {expected_size} bytes")
+
+
+def _bar(name, size, verbose):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=int(size) if size else None, unit="B", unit_scale=True, desc=name)
+
+
+def _fetch(name: str, folder: Path, timeout: float, verbose: bool, download: bool) -> dict:
+    """Each file of set ``name`` in ``folder`` (verified), downloading what is missing."""
+    spec = IDX_SETS[name]
+    folder.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for filename, checksum in spec["files"].items():
+        target = folder / filename
+        if target.exists():
+            got, want = _digest(target, checksum)
+            if got == want:
+                found[filename] = target
+                continue
+            target.unlink()  # a corrupt cached copy: fetch it again
+        plain = folder / filename.removesuffix(".gz")
+        if plain.exists():
+            found[filename] = plain  # unpacked by hand: checked by its IDX header instead
+            continue
+        if not download:
+            raise FileNotFoundError(_by_hand(name, filename, folder, []))
+        problems = []
+        for mirror in spec["mirrors"]:
+            try:
+                _download(mirror + filename, target, checksum, timeout, verbose)
+                break
+            except OSError as err:  # URLError, HTTPError, timeouts, bad checksum
+                problems.append(f"{mirror + filename}: {err}")
+        else:
+            raise DownloadError(_by_hand(name, filename, folder, problems))
+        found[filename] = target
+    return found
+
+
+def _by_hand(name, filename, folder, problems) -> str:
+    tried = "".join(f"\n  - {p}" for p in problems)
+    head = (
+        f"could not download {filename} of {name}; tried:{tried}"
+        if problems
+        else f"{filename} of {name} is not in {folder} (and downloading is off)"
+    )
+    return (
+        f"{head}\nTo install it by hand, download the four files "
+        f"({', '.join(IDX_SETS[name]['files'])}) from any of "
+        f"{', '.join(IDX_SETS[name]['mirrors'])} into {folder} (or any folder and pass "
+        f"path=that folder), or set {DATA_ENV} to a folder that holds them."
+    )
+
+
+def read_idx(path) -> np.ndarray:
+    """An array from an IDX file (the MNIST format), gzipped or not."""
+    import gzip
+
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as err:
+            raise ValueError(f"{path}: a corrupt gzip file ({err})") from None
+    types = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in types or raw[3] == 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
+    ndim, dtype = raw[3], np.dtype(types[raw[2]])
+    header = 4 + 4 * ndim
+    shape = tuple(int(d) for d in np.frombuffer(raw[4:header], ">u4"))
+    if len(raw) - header != int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError(
+            f"{path}: IDX header says shape {shape} ({int(np.prod(shape)) * dtype.itemsize} "
+            f"bytes of data) but the file holds {len(raw) - header}: truncated or corrupt"
+        )
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+
+
+def _load_idx_set(name, path, cache_dir, download, timeout, verbose):
+    if path is not None:
+        folder, download = Path(path).expanduser(), False
+        if not folder.is_dir():
+            raise FileNotFoundError(f"path must be a folder holding the {name} files; got {path}")
+    else:
+        folder = data_home(cache_dir) / name
+    files = _fetch(name, folder, timeout, verbose, download)
+    arrays = {f: read_idx(p) for f, p in files.items()}
+    out = []
+    for split in ("train", "t10k"):
+        images = arrays[f"{split}-images-idx3-ubyte.gz"]
+        labels = arrays[f"{split}-labels-idx1-ubyte.gz"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{name} {split}: {images.shape} images do not match {labels.shape} labels"
+            )
+        X = images.reshape(len(images), -1).astype(np.float32) / np.float32(255)
+        out.append((X, labels.astype(np.int64)))
+    return tuple(out)
+
+
+def load_mnist(*, path=None, cache_dir=None, download=True, timeout=60.0, verbose=False):
+    """MNIST handwritten digits: ``(X_train, y_train), (X_test, y_test)``.
+
+    60,000 + 10,000 images of 28x28 pixels; ``X`` float32 (n, 784) scaled to [0, 1],
+    ``y`` int64 in 0..9. The four IDX files are downloaded once into
+    ``<cache>/mnist`` (``cache_dir``, else ``$NNLIB_DATA``, else ``~/.cache/nnlib``) from
+    the first mirror that works, and checked against their published checksums; later
+    calls read the cache without touching the network. ``path=`` reads the files
+    (gzipped or not) from a folder instead and never downloads.
+    """
+    return _load_idx_set("mnist", path, cache_dir, download, timeout, verbose)
+
+
+def load_fashion_mnist(*, path=None, cache_dir=None, download=True, timeout=60.0, verbose=False):
+    """Fashion-MNIST (Zalando): 10 classes of clothing, same format and arguments as
+    :func:`load_mnist` (cached in ``<cache>/fashion_mnist``)."""
+    return _load_idx_set("fashion_mnist", path, cache_dir, download, timeout, verbose)
