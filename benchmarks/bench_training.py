@@ -9,9 +9,9 @@ Models: 64-128-10 (batch 64), 784-256-10 (batch 128) and 784-1024-10 (batch 512)
 fused Dense+ReLU then a Dense, softmax cross-entropy, Adam(lr=1e-3, betas=(0.9, 0.999),
 eps=1e-8). Every contender starts from the same weights and trains on the same batch.
 
-nnlib has no public "one step" method: the step is timed the way ``Sequential.fit``
-runs one batch (``_forward``, ``loss.accumulate``, ``backward``, ``optimizer.step``),
-without ``fit``'s per-call validation, data placement and per-epoch work.
+nnlib's step is ``Sequential.train_on_batch(X, y, optimizer=opt)``, the public one-step
+method (it checks ``X`` and ``y`` at every call, as any public call does); the NumPy
+reference runs the same method on the numpy backend.
 
 Before timing, every contender takes a few steps from the same weights and its losses
 and final weights are compared with the NumPy reference. Then the contenders are timed
@@ -41,7 +41,6 @@ import numba
 import numpy as np
 
 import nnlib as nl
-from nnlib import losses as nl_losses
 
 LR, BETAS, EPS = 1e-3, (0.9, 0.999), 1e-8
 CONFIGS = [  # (input, hidden, classes, batch)
@@ -73,25 +72,13 @@ def nnlib_step(backend, weights, X, y):
     model = nl.Sequential([nl.Dense(d, h, activation="relu"), nl.Dense(h, k)])
     model.build()
     model.set_parameters(weights)
-    model._set_backend(backend)
-    loss_fn = nl_losses.get("softmax_cross_entropy")
-    loss_fn.backend = model.backend
     opt = nl.optim.Adam(lr=LR, betas=BETAS, eps=EPS)
-    opt.backend = model.backend
-    opt.bind(model.parameters(), model.gradients())
-    acc = np.zeros(2)  # fit's [loss sum, correct count] accumulator
 
-    def step():  # what fit does for one batch
-        out = model._forward(X, training=True)
-        loss_fn.accumulate(out, y, acc)
-        model.backward(loss_fn.backward())
-        opt.grads = model.gradients()
-        opt.step()
+    def step():
+        return model.train_on_batch(X, y, optimizer=opt, backend=backend)
 
     def loss():
-        acc[:] = 0
-        step()
-        return acc[0] / len(X)
+        return step()
 
     def get_weights():
         return {k: np.array(v) for k, v in model.parameters().items()}
@@ -186,7 +173,7 @@ def jax_step(weights, X, y):
 
 def matmul_floor(weights, X):
     """The matrix products of one step (forward x W1, h W2; backward dW2, dh, dW1: no dx
-    for the input, as no contender but nnlib computes it), np.dot into outputs."""
+    for the input, which no contender computes), np.dot into outputs."""
     W1, W2 = weights["0.W"], weights["1.W"]
     n, (d, h), k = len(X), W1.shape, W2.shape[1]
     hid, z, dW2, dh, dW1 = (
@@ -283,18 +270,11 @@ def first_step_code(d, h, k, n):
     return (
         "import time; t0 = time.perf_counter()\n"
         "import numpy as np, nnlib as nl\n"
-        "from nnlib import losses\n"
         f"m = nl.Sequential([nl.Dense({d}, {h}, init='he', activation='relu'), "
         f"nl.Dense({h}, {k})], seed=0)\n"
-        "m._set_backend('cpu')\n"
-        "lf = losses.get('softmax_cross_entropy'); lf.backend = m.backend\n"
-        "o = nl.optim.Adam(lr=1e-3); o.backend = m.backend\n"
-        "o.bind(m.parameters(), m.gradients())\n"
         f"X = np.random.default_rng(0).standard_normal(({n}, {d})).astype(np.float32)\n"
         f"y = np.arange({n}) % {k}\n"
-        "acc = np.zeros(2)\n"
-        "out = m._forward(X, training=True); lf.accumulate(out, y, acc)\n"
-        "m.backward(lf.backward()); o.grads = m.gradients(); o.step()\n"
+        "m.train_on_batch(X, y, optimizer=nl.optim.Adam(lr=1e-3), backend='cpu')\n"
         "print(time.perf_counter() - t0)\n"
     )
 

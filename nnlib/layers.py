@@ -174,16 +174,31 @@ class Dense(Layer):
         self.y = dispatch("dense_forward", self.backend)(x, W, self.params["b"], self._act)
         return self.y
 
-    def backward(self, dy):
-        """``dy`` (N, H) -> ``dx`` (N, D); fills ``grads["W"]`` (D, H), ``grads["b"]`` (H,)."""
+    def backward(self, dy, *, need_dx: bool = True):
+        """``dy`` (N, H) -> ``dx`` (N, D); fills ``grads["W"]`` (D, H), ``grads["b"]`` (H,).
+
+        ``need_dx=False`` skips the product that computes ``dx`` and returns None: the
+        first layer of a model does not need the gradient of its input (the data).
+        """
         if tuple(dy.shape) != tuple(self.y.shape):
             raise ValueError(f"{self!r}: dy must have shape {self.y.shape}; got {dy.shape}")
         if np.dtype(dy.dtype) != np.dtype(self.y.dtype):
             raise TypeError(f"{self!r}: dy must have dtype {self.y.dtype}; got {dy.dtype}")
         if not is_device_array(dy):
             dy = np.ascontiguousarray(dy)
+        W, gW, gb = self.params["W"], self.grads.get("W"), self.grads.get("b")
+        # SPEEDTIP: the gradients are written into the existing arrays when they fit (same
+        # shape, dtype and place as the data): no new arrays every step.
+        fits = (
+            gW is not None
+            and gb is not None
+            and tuple(gW.shape) == tuple(W.shape)
+            and tuple(gb.shape) == (W.shape[1],)
+            and np.dtype(gW.dtype) == np.dtype(dy.dtype) == np.dtype(gb.dtype)
+            and is_device_array(gW) == is_device_array(dy) == is_device_array(gb)
+        )
         dx, dW, db = dispatch("dense_backward", self.backend)(
-            dy, self.x, self.params["W"], self.y, self._act
+            dy, self.x, W, self.y, self._act, int(need_dx), (gW, gb) if fits else None
         )
         self.grads["W"], self.grads["b"] = dW, db
         return dx

@@ -42,7 +42,7 @@ def _signature(op, dtype, target):
     acc = types.Array(f64, 1, "C")
     training = {
         "dense_forward": (arr2, arr2, arr1, i64, arr2),  # x, W, b, act, out
-        "dense_backward": (arr2, arr2, arr2, arr2, i64, arr2, arr2, arr2, arr1),
+        "dense_backward": (arr2, arr2, arr2, arr2, i64, arr2, arr2, arr2, arr1, i64),
         # losses: pred, target, scale, acc (float64 [loss sum, correct count]), grad
         "softmax_cross_entropy": (arr2, types.Array(i64, 1, "C"), dtype, acc, arr2),
         "mse": (arr1, arr1, dtype, acc, arr1),

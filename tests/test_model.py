@@ -743,6 +743,99 @@ def test_50_step_optimizer_trajectories_match_pytorch(ours, theirs, backend):
 # ---------------------------------------------------------------------------- threads
 
 
+def _mlp(seed=0):
+    return nl.Sequential(
+        [nl.Dense(5, 16, init="he", activation="relu"), nl.PReLU(), nl.Dense(16, 3)], seed=seed
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_on_batch_equals_fit_steps_on_the_same_batches(backend, optimizer):
+    make = {
+        "adam": lambda: nl.optim.AdamW(lr=1e-2, weight_decay=0.1),
+        "sgd": lambda: nl.optim.SGD(lr=0.1, momentum=0.9, nesterov=True),
+        "rmsprop": lambda: nl.optim.RMSprop(lr=1e-2, momentum=0.5),
+    }[optimizer]
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    fitted, stepped = _mlp(), _mlp()
+    opt_fit, opt_step = make(), make()
+    for i in range(4):
+        xb, yb = X[10 * i : 10 * i + 10], y[10 * i : 10 * i + 10]
+        h = fitted.fit(
+            xb, yb, optimizer=opt_fit, batch_size=10, shuffle=False, verbose=0, backend=backend
+        )
+        loss = stepped.train_on_batch(xb, yb, optimizer=opt_step, backend=backend)
+        assert loss == pytest.approx(h.history["loss"][0], rel=1e-6)
+    for name, p in fitted.parameters().items():
+        np.testing.assert_array_equal(stepped.parameters()[name], p, err_msg=name)
+        np.testing.assert_array_equal(stepped.gradients()[name], fitted.gradients()[name])
+    assert opt_step.t == opt_fit.t == 4
+    for name, state in opt_fit.state_dict()["state"].items():
+        for s, a in state.items():
+            np.testing.assert_array_equal(opt_step.state_dict()["state"][name][s], a)
+
+
+def test_train_on_batch_keeps_a_default_optimizer_and_follows_replaced_parameters():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((8, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    model, twin = _mlp(), _mlp()
+    opt = nl.optim.Adam(lr=1e-3)
+    for _ in range(2):
+        model.train_on_batch(X, y)  # one default Adam, kept between calls
+        twin.train_on_batch(X, y, optimizer=opt)
+    assert model._train_plan.optimizer.t == 2
+    # parameters replaced behind the step's back (as a load or astype does) are followed
+    new_w = np.ones((5, 16), np.float32)
+    for m in (model, twin):
+        m.layers[0].params["W"] = new_w.copy()
+        m.train_on_batch(X, y, optimizer=None if m is model else opt)
+    for name, p in twin.parameters().items():
+        np.testing.assert_array_equal(model.parameters()[name], p, err_msg=name)
+    assert not np.array_equal(model.parameters()["0.W"], new_w)  # it was trained
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((np.zeros((4, 4), np.float32), [0, 1, 2, 0]), ValueError, "5 features|got shape"),
+        ((np.zeros((4, 5), np.float32), [0, 1, 2]), ValueError, "N targets|same length"),
+        ((np.full((4, 5), np.nan), [0, 1, 2, 0]), ValueError, "NaN"),
+        ((np.zeros((4, 5), np.float32), [0, 1, 2, 3]), ValueError, "labels must be in"),
+    ],
+)
+def test_train_on_batch_checks_every_batch(args, error, match):
+    model = _mlp()
+    model.train_on_batch(np.zeros((4, 5), np.float32), [0, 1, 2, 0])
+    before = {k: v.copy() for k, v in model.parameters().items()}
+    with pytest.raises(error, match=match):
+        model.train_on_batch(*args)
+    for k, v in model.parameters().items():
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(TypeError, match="optimizer must be"):
+        model.train_on_batch(np.zeros((4, 5), np.float32), [0, 1, 2, 0], optimizer="adam")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(backend):
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((6, 5)).astype(np.float32)
+    dout = rng.standard_normal((6, 3)).astype(np.float32)
+    grads = []
+    for input_grad in (True, False):
+        model = _mlp()
+        model._set_backend(backend)
+        model.forward(X, training=True)
+        dx = model.backward(dout, input_grad=input_grad)
+        assert (dx is None) == (not input_grad)
+        grads.append({k: np.array(v) for k, v in model.gradients().items()})
+    for name, g in grads[0].items():
+        np.testing.assert_array_equal(grads[1][name], g, err_msg=name)
+
+
 @pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_importing_nnlib_makes_idle_openmp_threads_sleep_unless_told_otherwise(given, expected):
     import os

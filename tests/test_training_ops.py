@@ -58,6 +58,26 @@ def test_dense_matches_reference(shape, act, dtype, backend):
         _close(got, want, dtype, MATMUL_TOL, name)
 
 
+@pytest.mark.parametrize("backend", ["numpy", *BACKENDS])
+@pytest.mark.parametrize("act", [0, 1], ids=["identity", "relu"])
+def test_dense_backward_without_dx_and_into_given_gradients(act, backend):
+    """need_dx=0 skips dx (None) and leaves dW, db unchanged; grads_out are written in
+    place and returned."""
+    n, d, h = DENSE_SHAPES[-1]
+    rng = np.random.default_rng(7)
+    x, W = _rand(rng, (n, d), np.float32), _rand(rng, (d, h), np.float32)
+    y = np.maximum(_rand(rng, (n, h), np.float32), 0)
+    dy = _rand(rng, (n, h), np.float32)
+    op = dispatch("dense_backward", backend)
+    full = [np.asarray(getattr(a, "copy_to_host", lambda a=a: a)()) for a in op(dy, x, W, y, act)]
+    gW, gb = np.full((d, h), np.nan, np.float32), np.full(h, np.nan, np.float32)
+    dx, dW, db = op(dy, x, W, y, act, 0, (gW, gb))
+    assert dx is None
+    assert dW is gW and db is gb
+    np.testing.assert_array_equal(gW, full[1])
+    np.testing.assert_array_equal(gb, full[2])
+
+
 LOSS_SHAPES = [(1, 1), (7, 3), (64, 10)] if not SIMULATOR else [(1, 1), (7, 3)]
 
 

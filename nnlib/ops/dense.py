@@ -9,7 +9,15 @@ Shapes (N batch, D input features, H output features):
     backward  dz = dy * act'(z)         (N, H)   for ReLU: dy where y > 0 else 0
               dW = x.T @ dz             (D, H)
               db = sum_n dz[n]          (H,)
-              dx = dz @ W.T             (N, D)
+              dx = dz @ W.T             (N, D)   skipped when need_dx=0
+
+NOTE: the first layer's ``dx`` is the gradient with respect to the input data, which
+training never uses; ``need_dx=0`` skips that product (for 784-1024-10 it is a third of
+the step's matrix work) and returns ``None`` in its place.
+
+``grads_out``: optionally the arrays ``(dW, db)`` to write the parameter gradients into,
+where the data lives (a layer passes its own ``grads``: a training step then allocates
+no new gradient arrays); they are the ones returned.
 
 NOTE: for ReLU, ``y > 0`` exactly when ``z > 0``, so the backward needs only ``y`` and
 the pre-activation ``z`` is never stored.
@@ -39,9 +47,14 @@ def dense_forward_ref(x, W, b, act):
 
 
 @register("dense_backward", "numpy")
-def dense_backward_ref(dy, x, W, y, act):
+def dense_backward_ref(dy, x, W, y, act, need_dx=1, grads_out=None):
     dz = np.where(y > 0, dy, 0).astype(dy.dtype) if act == 1 else dy  # (N, H)
-    return dz @ W.T, x.T @ dz, dz.sum(axis=0)  # dx (N, D), dW (D, H), db (H,)
+    dx = dz @ W.T if need_dx else None  # (N, D)
+    dW, db = x.T @ dz, dz.sum(axis=0)  # (D, H), (H,)
+    if grads_out is not None:
+        grads_out[0][...], grads_out[1][...] = dW, db
+        dW, db = grads_out
+    return dx, dW, db
 
 
 # ---------------------------------------------------------------------- CPU (Numba)
@@ -61,7 +74,7 @@ def dense_forward_cpu(x, W, b, act, out):
 
 
 @njit(parallel=True, cache=True)
-def dense_backward_cpu(dy, x, W, y, act, dz, dx, dW, db):
+def dense_backward_cpu(dy, x, W, y, act, dz, dx, dW, db, need_dx):
     for i in prange(dy.shape[0]):  # dz = dy * act'(z), one row per iteration
         for j in range(dy.shape[1]):
             dz[i, j] = dy[i, j] if (act == 0 or y[i, j] > 0) else 0.0
@@ -70,8 +83,11 @@ def dense_backward_cpu(dy, x, W, y, act, dz, dx, dW, db):
         for i in range(dz.shape[0]):
             s += dz[i, j]
         db[j] = s
+    # SPEEDTIP: x.T and W.T are transposed views (F-contiguous), which BLAS takes as
+    # they are (a "transpose" flag), with no copy.
     np.dot(x.T, dz, dW)  # (D, N) @ (N, H)
-    np.dot(dz, W.T, dx)  # (N, H) @ (H, D)
+    if need_dx:
+        np.dot(dz, W.T, dx)  # (N, H) @ (H, D)
 
 
 KERNELS["dense_forward", "cpu"] = dense_forward_cpu
@@ -79,8 +95,10 @@ KERNELS["dense_backward", "cpu"] = dense_backward_cpu
 
 
 @register("dense_forward", "cpu")
-def dense_forward_cpu_launch(x, W, b, act):
-    out = np.empty((x.shape[0], W.shape[1]), x.dtype)
+def dense_forward_cpu_launch(x, W, b, act, out=None):
+    """``out``: an optional (N, H) C-contiguous buffer to write into (no allocation)."""
+    if out is None:
+        out = np.empty((x.shape[0], W.shape[1]), x.dtype)
     if out.size:
         if x.shape[1] == 0:
             out[:] = b if act == 0 else np.maximum(b, 0)
@@ -90,12 +108,18 @@ def dense_forward_cpu_launch(x, W, b, act):
 
 
 @register("dense_backward", "cpu")
-def dense_backward_cpu_launch(dy, x, W, y, act):
+def dense_backward_cpu_launch(dy, x, W, y, act, need_dx=1, grads_out=None):
     if dy.size == 0 or x.shape[1] == 0:  # degenerate shapes: BLAS wants non-empty operands
-        return dense_backward_ref(dy, x, W, y, act)
+        return dense_backward_ref(dy, x, W, y, act, need_dx, grads_out)
+    # NOTE: dz may not be dy itself: dy is the loss's gradient, which its owner may keep.
     dz = np.empty_like(dy)
-    dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty(W.shape[1], dy.dtype)
-    dense_backward_cpu(dy, x, W, y, act, dz, dx, dW, db)
+    dx = np.empty_like(x) if need_dx else None
+    if grads_out is None:
+        dW, db = np.empty_like(W), np.empty(W.shape[1], dy.dtype)
+    else:
+        dW, db = grads_out
+    # NOTE: the kernel's signature stays fixed: without dx it gets a 0-row placeholder.
+    dense_backward_cpu(dy, x, W, y, act, dz, dx if need_dx else x[:0], dW, db, need_dx)
     return dx, dW, db
 
 
@@ -188,19 +212,28 @@ def dense_forward_cuda_launch(x, W, b, act):
 
 
 @register("dense_backward", "cuda")
-def dense_backward_cuda_launch(dy, x, W, y, act):
+def dense_backward_cuda_launch(dy, x, W, y, act, need_dx=1, grads_out=None):
     on_gpu = is_device_array(dy)
     dy, x, W, y = to_device(dy), to_device(x), to_device(W), to_device(y)
     dtype = np.dtype(dy.dtype)
     n, h = dy.shape
     dz = cuda.device_array((n, h), dtype)
-    db = cuda.device_array(h, dtype)
-    dW = cuda.device_array(W.shape, dtype)
-    dx = cuda.device_array(x.shape, dtype)
+    if grads_out is not None and on_gpu:  # written in place on the GPU
+        dW, db = grads_out
+    else:
+        db = cuda.device_array(h, dtype)
+        dW = cuda.device_array(W.shape, dtype)
+    dx = cuda.device_array(x.shape, dtype) if need_dx else None
     if h:
         dense_backward_cuda[(h + THREADS_1D - 1) // THREADS_1D, THREADS_1D](dy, y, act, dz, db)
     _gemm(x, dz, 1, 0, _no_bias(dtype), 0, dW)  # dW = x.T @ dz   (D, H)
-    _gemm(dz, W, 0, 1, _no_bias(dtype), 0, dx)  # dx = dz @ W.T   (N, D)
+    if need_dx:
+        _gemm(dz, W, 0, 1, _no_bias(dtype), 0, dx)  # dx = dz @ W.T   (N, D)
     if on_gpu:
         return dx, dW, db
-    return dx.copy_to_host(), dW.copy_to_host(), db.copy_to_host()
+    dx = dx.copy_to_host() if need_dx else None
+    if grads_out is None:
+        return dx, dW.copy_to_host(), db.copy_to_host()
+    dW.copy_to_host(grads_out[0])
+    db.copy_to_host(grads_out[1])
+    return dx, grads_out[0], grads_out[1]
