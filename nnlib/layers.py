@@ -38,6 +38,26 @@ __all__ = [
 ]
 
 
+def _resolved(layer, op: str):
+    """The implementation of ``op`` on ``layer.backend``.
+
+    SPEEDTIP: once the backend is fixed (``Sequential`` sets it), the look-up is done once
+    and kept, instead of resolving the backend again at every call of a training step.
+    """
+    if layer.backend is None:  # follows use_backend() and NNLIB_BACKEND at each call
+        return dispatch(op, None)
+    cache = layer.__dict__.setdefault("_resolved_ops", {})
+    fn = cache.get((op, layer.backend))
+    if fn is None:
+        fn = cache[op, layer.backend] = dispatch(op, layer.backend)
+    return fn
+
+
+def _host(a) -> bool:
+    # SPEEDTIP: a type check first; the GPU-array check is the slower one.
+    return type(a) is np.ndarray or not is_device_array(a)
+
+
 class NotBuiltError(RuntimeError):
     """A layer or model was used before its parameters exist."""
 
@@ -168,10 +188,10 @@ class Dense(Layer):
             )
         if np.dtype(x.dtype) != np.dtype(W.dtype):
             raise TypeError(f"{self!r}: input must have dtype {W.dtype}; got {x.dtype}")
-        if not is_device_array(x):  # the kernels take C-contiguous rows (GPU arrays are)
+        if _host(x):  # the kernels take C-contiguous rows (GPU arrays are)
             x = np.ascontiguousarray(x)
         self.x = x
-        self.y = dispatch("dense_forward", self.backend)(x, W, self.params["b"], self._act)
+        self.y = _resolved(self, "dense_forward")(x, W, self.params["b"], self._act)
         return self.y
 
     def backward(self, dy, *, need_dx: bool = True):
@@ -184,7 +204,8 @@ class Dense(Layer):
             raise ValueError(f"{self!r}: dy must have shape {self.y.shape}; got {dy.shape}")
         if np.dtype(dy.dtype) != np.dtype(self.y.dtype):
             raise TypeError(f"{self!r}: dy must have dtype {self.y.dtype}; got {dy.dtype}")
-        if not is_device_array(dy):
+        host = _host(dy)
+        if host:
             dy = np.ascontiguousarray(dy)
         W, gW, gb = self.params["W"], self.grads.get("W"), self.grads.get("b")
         # SPEEDTIP: the gradients are written into the existing arrays when they fit (same
@@ -195,9 +216,9 @@ class Dense(Layer):
             and tuple(gW.shape) == tuple(W.shape)
             and tuple(gb.shape) == (W.shape[1],)
             and np.dtype(gW.dtype) == np.dtype(dy.dtype) == np.dtype(gb.dtype)
-            and is_device_array(gW) == is_device_array(dy) == is_device_array(gb)
+            and _host(gW) == host == _host(gb)
         )
-        dx, dW, db = dispatch("dense_backward", self.backend)(
+        dx, dW, db = _resolved(self, "dense_backward")(
             dy, self.x, W, self.y, self._act, int(need_dx), (gW, gb) if fits else None
         )
         self.grads["W"], self.grads["b"] = dW, db

@@ -56,7 +56,15 @@ class Loss:
                 f"{type(self).__name__}: target shape {tuple(target.shape)} does not match "
                 f"the model output {tuple(out.shape)}"
             )
-        self.grad = dispatch(self.op, self.backend)(out, target, self._scale(out), acc)
+        # SPEEDTIP: the op is looked up once per backend, not at every training step.
+        if self.backend is None:
+            op = dispatch(self.op, None)
+        elif getattr(self, "_resolved", (None,))[0] == self.backend:
+            op = self._resolved[1]
+        else:
+            op = dispatch(self.op, self.backend)
+            self._resolved = (self.backend, op)
+        self.grad = op(out, target, self._scale(out), acc)
 
     def __call__(self, out, target) -> float:
         """The loss of ``out`` against prepared ``target``; keeps the gradient."""

@@ -611,22 +611,33 @@ class _TrainStep:
             for k in layer.params:
                 layer.params[k], layer.grads[k] = self.views[f"{i}.{k}"]
         self.optimizer.bind(model.parameters(), model.gradients())
-        self.flat = (P, G, S)
+        self.flat, self.links = (P, G, S), None
 
     def _still_flat(self, model) -> bool:
         """True while every parameter and state array is still the view this plan made
         (``fit``, ``load``, ``astype`` or another ``bind`` may have replaced them)."""
+        if self.links is None:  # the views, and where the model and optimizer keep them
+            state = self.optimizer.state
+            self.links = [
+                (
+                    layer,
+                    k,
+                    self.views[f"{i}.{k}"][0],
+                    f"{i}.{k}",
+                    {s: state[f"{i}.{k}"][s] for s in state[f"{i}.{k}"]},
+                )
+                for i, layer in enumerate(model.layers)
+                for k in layer.params
+            ]
         state = self.optimizer.state
-        for i, layer in enumerate(model.layers):
-            for k, p in layer.params.items():
-                name = f"{i}.{k}"
-                view = self.views.get(name)
-                if view is None or p is not view[0]:
-                    return False
-                for s, flat in self.flat[2].items():
-                    a = state.get(name, {}).get(s)
-                    if a is None or a.base is not flat:
-                        return False
+        if len(self.links) != sum(len(layer.params) for layer in model.layers):
+            return False
+        for layer, k, view, name, views in self.links:
+            if layer.params.get(k) is not view:
+                return False
+            held = state.get(name)
+            if held is None or any(held.get(s) is not v for s, v in views.items()):
+                return False
         return True
 
     def _gather_grads(self, model):
