@@ -400,7 +400,13 @@ class Sequential:
         The same step as one batch of :meth:`fit`, for a training loop of your own. The
         first call prepares the step (checks the arguments, binds the optimizer, puts the
         parameters where the backend computes); later calls with the same loss,
-        optimizer, backend and batch shape check only ``X`` and ``y`` and run the step.
+        optimizer, backend and reduction check only ``X`` and ``y`` and run the step.
+        The first Dense layer's input gradient is not computed (nothing uses it).
+
+        On the host the parameters, gradients and optimizer state then live in one flat
+        buffer each (the dicts hold views of it: same names and shapes); on "cuda" they
+        stay on the GPU between calls, until ``fit`` or :meth:`to_host`-style copies
+        (``model.parameters()`` gives GPU arrays meanwhile).
 
         Parameters
         ----------
