@@ -404,9 +404,9 @@ class Sequential:
         The first Dense layer's input gradient is not computed (nothing uses it).
 
         On the host the parameters, gradients and optimizer state then live in one flat
-        buffer each (the dicts hold views of it: same names and shapes); on "cuda" they
-        stay on the GPU between calls, until ``fit`` or :meth:`to_host`-style copies
-        (``model.parameters()`` gives GPU arrays meanwhile).
+        buffer each (the dicts hold views of it: same names and shapes). On "cuda" they
+        stay on the GPU between calls (``model.parameters()`` then gives GPU arrays);
+        a later ``fit`` brings them back to the host at its end.
 
         Parameters
         ----------
