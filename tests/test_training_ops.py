@@ -175,3 +175,24 @@ def test_dropout_matches_reference(p, dtype, backend):
     _close(mask, mask_ref, dtype, name="mask")
     np.testing.assert_array_equal(np.asarray(mask_ref) == 0, u < p)  # the reference: u < p drops
     _close(dispatch("dropout_backward", backend)(dy, mask_ref), dy * mask_ref, dtype, name="dx")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_train_on_batch_then_fit_agree_with_the_reference(backend):
+    """Sequential.train_on_batch (flat buffers on the host; the GPU path on cuda)
+    followed by a fit trains like the NumPy reference."""
+    import nnlib as nl
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((6, 3)).astype(np.float32), rng.integers(0, 2, 6)
+    results = {}
+    for b in ("numpy", backend):
+        model = nl.Sequential([nl.Dense(3, 4, activation="relu"), nl.Dense(4, 2)], seed=0)
+        opt = nl.optim.Adam(lr=1e-2)
+        losses = [model.train_on_batch(X, y, optimizer=opt, backend=b) for _ in range(3)]
+        model.fit(X, y, optimizer=opt, batch_size=6, shuffle=False, verbose=0, backend=b)
+        results[b] = losses, {k: np.asarray(v) for k, v in model.parameters().items()}
+    (ref_losses, ref), (losses, got) = results["numpy"], results[backend]
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for name, p in ref.items():
+        _close(got[name], p, np.float32, MATMUL_TOL, name)
