@@ -37,6 +37,13 @@ import sys
 import tempfile
 import time
 
+# NOTE: what `import nnlib` sets (see nnlib/__init__.py), set here before NumPy loads its
+# OpenBLAS, so that NumPy's BLAS threads (the numpy ref and np.dot floor contenders) sleep
+# when idle too, instead of spinning into the next contender's time. It applies to
+# every contender alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numba
 import numpy as np
 
@@ -300,7 +307,8 @@ def main():
     print(
         f"Python {platform.python_version()}, numpy {np.__version__}, numba "
         f"{numba.__version__} ({numba.get_num_threads()} threads), {os.cpu_count()} cores, "
-        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}"
     )
     for peer in ("torch", "jax"):
         try:

@@ -15,6 +15,13 @@ from importlib.metadata import PackageNotFoundError, version
 # machine that made a small training step ~100x slower. PASSIVE makes them sleep instead.
 # It must be set before Numba loads its OpenMP runtime; an explicit setting is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# NOTE: the same holds for OpenBLAS (the BLAS of the NumPy and SciPy wheels): after each
+# call its idle threads spin for 2^28 cycles (~0.1 s) before sleeping, taking the cores
+# from the Numba loops between two products, and NumPy and SciPy each load their own
+# OpenBLAS, whose spinning threads then fight each other. 2^4 cycles makes them sleep
+# at once: on the 2-core machine the median 784-1024-10 training step went from 17.6 ms
+# to 8.9 ms. OpenBLAS reads it when it loads: NumPy's only if nnlib is imported first.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import callbacks, datasets, functional, init, losses, optim, preprocessing
 from ._backend import (

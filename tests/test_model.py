@@ -836,16 +836,26 @@ def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(
         np.testing.assert_array_equal(grads[1][name], g, err_msg=name)
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_importing_nnlib_makes_idle_openmp_threads_sleep_unless_told_otherwise(given, expected):
+@pytest.mark.parametrize(
+    ("var", "given", "expected"),
+    [
+        ("OMP_WAIT_POLICY", None, "PASSIVE"),
+        ("OMP_WAIT_POLICY", "ACTIVE", "ACTIVE"),
+        ("OPENBLAS_THREAD_TIMEOUT", None, "4"),
+        ("OPENBLAS_THREAD_TIMEOUT", "28", "28"),
+    ],
+)
+def test_importing_nnlib_makes_idle_openmp_threads_sleep_unless_told_otherwise(
+    var, given, expected
+):
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k != var}
     if given is not None:
-        env["OMP_WAIT_POLICY"] = given
-    code = "import os, nnlib; print(os.environ['OMP_WAIT_POLICY'])"
+        env[var] = given
+    code = f"import os, nnlib; print(os.environ['{var}'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == expected
