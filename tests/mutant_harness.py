@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import linecache
 import textwrap
 from collections import Counter
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from nnlib.grading import EXERCISES, check
 from nnlib.grading.notebooks import ANSWER, tagged
@@ -29,6 +31,34 @@ def M(source: str) -> str:
 
 def ids(mutants) -> list[str]:
     return [f"{ex}: {name}" for ex, name, _, _ in mutants]
+
+
+def _compile(source: str, filename: str):
+    """Compile ``source`` so that ``inspect.getsource`` can read it back, as IPython
+    allows for a notebook cell (some checks read the learner's source)."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return compile(source, filename, "exec")
+
+
+def catalogue_tests(exercise_set: ExerciseSet, mutants):
+    """The three tests of a catalogue: it is complete, the solutions pass, and each mutant
+    fails its own exercise only with its hint. Assign them to ``test_*`` names."""
+
+    def test_catalogue_has_at_least_four_mutants_per_exercise():
+        exercise_set.assert_catalogue_complete(mutants)
+
+    def test_the_solutions_pass_every_check():
+        exercise_set.assert_solutions_pass()
+
+    @pytest.mark.parametrize(("exercise", "mutant", "source", "hint"), mutants, ids=ids(mutants))
+    def test_mutant_fails_its_own_exercise_only_and_shows_its_hint(exercise, mutant, source, hint):
+        exercise_set.assert_only_its_own_exercise_fails(exercise, source, hint)
+
+    return (
+        test_catalogue_has_at_least_four_mutants_per_exercise,
+        test_the_solutions_pass_every_check,
+        test_mutant_fails_its_own_exercise_only_and_shows_its_hint,
+    )
 
 
 class ExerciseSet:
@@ -64,7 +94,7 @@ class ExerciseSet:
         if with_cuda not in self._solved:
             ns = self._fresh(with_cuda)
             for name in self.names(with_cuda):
-                exec(compile(self.answers[name], f"<answer:{name}>", "exec"), ns)
+                exec(_compile(self.answers[name], f"<answer:{name}>"), ns)
             self._solved[with_cuda] = ns
         return dict(self._solved[with_cuda])
 
@@ -88,7 +118,7 @@ class ExerciseSet:
 
     def assert_only_its_own_exercise_fails(self, exercise, source, hint, with_cuda=False):
         ns = self.solved(with_cuda)
-        exec(compile(source, f"<mutant of answer:{exercise}>", "exec"), ns)
+        exec(_compile(source, f"<mutant of answer:{exercise}>"), ns)
         failing = self.failures(ns, with_cuda)
         assert sorted(failing) == [exercise], failing
         assert "Hint" in failing[exercise] and hint in failing[exercise], failing[exercise]

@@ -7,21 +7,10 @@ leave every other exercise of the notebook passing. The checks are called in-pro
 
 from __future__ import annotations
 
-import linecache
-
-import pytest
-from mutant_harness import ExerciseSet, M, ids
+from mutant_harness import ExerciseSet, M, catalogue_tests
 
 SET = ExerciseSet("03_backprop.ipynb")
 
-
-def _register_source(filename: str, source: str) -> None:
-    """Let ``inspect.getsource`` read code compiled from a string, as IPython does for a
-    notebook cell: the race check of ``bias_grad_numba`` reads the learner's source."""
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-
-
-_register_source("<answer:bias_grad_numba>", SET.answers["bias_grad_numba"])
 
 _DENSE = """
 def dense_backward(dY, X, W):
@@ -403,15 +392,8 @@ MUTANTS = [
 ]
 
 
-def test_catalogue_has_at_least_four_mutants_per_exercise():
-    SET.assert_catalogue_complete(MUTANTS)
-
-
-def test_the_solutions_pass_every_check():
-    SET.assert_solutions_pass()
-
-
-@pytest.mark.parametrize(("exercise", "mutant", "source", "hint"), MUTANTS, ids=ids(MUTANTS))
-def test_mutant_fails_its_own_exercise_only_and_shows_its_hint(exercise, mutant, source, hint):
-    _register_source(f"<mutant of answer:{exercise}>", source)
-    SET.assert_only_its_own_exercise_fails(exercise, source, hint)
+(
+    test_catalogue_has_at_least_four_mutants_per_exercise,
+    test_the_solutions_pass_every_check,
+    test_mutant_fails_its_own_exercise_only_and_shows_its_hint,
+) = catalogue_tests(SET, MUTANTS)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-from mutant_harness import ExerciseSet, M, ids
+from mutant_harness import ExerciseSet, M, catalogue_tests
 
 SET = ExerciseSet("04_gradient_descent.ipynb")
 
@@ -348,14 +347,8 @@ MUTANTS = [
 ]
 
 
-def test_catalogue_has_at_least_four_mutants_per_exercise():
-    SET.assert_catalogue_complete(MUTANTS)
-
-
-def test_the_solutions_pass_every_check():
-    SET.assert_solutions_pass()
-
-
-@pytest.mark.parametrize(("exercise", "mutant", "source", "hint"), MUTANTS, ids=ids(MUTANTS))
-def test_mutant_fails_its_own_exercise_only_and_shows_its_hint(exercise, mutant, source, hint):
-    SET.assert_only_its_own_exercise_fails(exercise, source, hint)
+(
+    test_catalogue_has_at_least_four_mutants_per_exercise,
+    test_the_solutions_pass_every_check,
+    test_mutant_fails_its_own_exercise_only_and_shows_its_hint,
+) = catalogue_tests(SET, MUTANTS)

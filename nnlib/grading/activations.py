@@ -23,6 +23,7 @@ from .checks import (
     matches,
     quiet,
 )
+from .numba_checks import call_nopython, dispatcher, prange_loops
 
 
 def ref(name, *args, **kwargs):
@@ -555,46 +556,23 @@ def _(softmax):
 # ----------------------------------------------------------------- ReLU with Numba prange
 
 numba_ex = exercise("relu_numba", ["relu_numba"])
-# NOTE: compiling with parallel=True takes a second or two; the diagnostics of one
-# learner function are computed once per kernel session.
-_PARFOR_CACHE: dict = {}
 
 
-def _dispatcher(fn):
-    from numba.core.registry import CPUDispatcher
-
-    if not isinstance(fn, CPUDispatcher):
-        raise CheckFailed(
-            f"relu_numba is a plain {type(fn).__name__}, not a Numba function. Hint: put "
-            "@njit(parallel=True) on the line above `def relu_numba(x):`."
-        )
-    return fn
-
-
-def _call_nopython(fn, x):
-    from numba.core.errors import NumbaError
-
-    try:
-        return fn(x)
-    except NumbaError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckFailed(
-            f"Numba could not compile relu_numba in nopython mode: {first}. Hint: use only "
-            "NumPy arrays, numbers and loops inside; no lists of mixed types, no Python objects."
-        ) from None
+def _numba_fn(fn):
+    return dispatcher(fn, "relu_numba", "x")
 
 
 @numba_ex.subcheck("relu_numba is a Numba function (@njit)")
 def _(relu_numba):
-    _dispatcher(relu_numba)
+    _numba_fn(relu_numba)
 
 
 @numba_ex.subcheck("relu_numba compiles in nopython mode")
 def _(relu_numba):
-    fn = _dispatcher(relu_numba)
+    fn = _numba_fn(relu_numba)
     if fn.targetoptions.get("forceobj"):
         raise CheckFailed("relu_numba is compiled in object mode (forceobj=True): use @njit.")
-    _call_nopython(fn, np.linspace(-1, 1, 8))
+    call_nopython(fn, "relu_numba", np.linspace(-1, 1, 8))
 
 
 @numba_ex.subcheck("relu_numba(x) equals max(x, 0) on 1-D float64 arrays")
@@ -621,7 +599,7 @@ def _(relu_numba):
 
 @numba_ex.subcheck("relu_numba is compiled with parallel=True")
 def _(relu_numba):
-    if not _dispatcher(relu_numba).targetoptions.get("parallel"):
+    if not _numba_fn(relu_numba).targetoptions.get("parallel"):
         raise CheckFailed(
             "relu_numba is compiled without parallel=True, so prange runs as a plain range. "
             "Hint: @njit(parallel=True)."
@@ -630,25 +608,7 @@ def _(relu_numba):
 
 @numba_ex.subcheck("Numba runs relu_numba's loop in parallel (a prange loop)")
 def _(relu_numba):
-    import warnings
-
-    from numba import njit
-
-    fn = _dispatcher(relu_numba)
-    code = fn.py_func.__code__
-    if code not in _PARFOR_CACHE:
-        # A fresh copy with parallel=True: the learner's own may be cached or serial.
-        fresh = njit(parallel=True)(fn.py_func)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "no transformation for parallel" is our verdict
-            _call_nopython(fresh, np.linspace(-1, 1, 8))
-        diagnostics = fresh.get_metadata(fresh.signatures[0])["parfor_diagnostics"]
-        _PARFOR_CACHE[code] = sum(
-            1
-            for p in diagnostics.get_parfors()
-            if any(pattern[0] == "prange" for pattern in getattr(p, "patterns", ()))
-        )
-    if _PARFOR_CACHE[code] == 0:
+    if prange_loops(_numba_fn(relu_numba), "relu_numba", np.linspace(-1, 1, 8)) == 0:
         raise CheckFailed(
             "Numba found no prange loop to run in parallel. Hint: write the loop as "
             "`for i in prange(x.size):` (from numba import prange); `range` runs serially."

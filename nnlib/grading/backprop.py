@@ -24,6 +24,7 @@ from .. import functional as F
 from .._backend import dispatch, use_backend
 from ..gradient_check import check_vjp, numerical_gradient, relative_error
 from .checks import CheckFailed, WrongAnswer, exercise, expect, expect_unchanged
+from .numba_checks import call_nopython, dispatcher, prange_loops
 
 # cs231n: a relative error below 1e-7 is right, above 1e-4 almost certainly a bug. A
 # loss through softmax has gradient entries of order 1e-3, where the central
@@ -852,33 +853,10 @@ def _(train_step):
 # ---------------------------------------------------- the bias gradient as a Numba kernel
 
 numba_ex = exercise("bias_grad_numba", ["bias_grad_numba"])
-# NOTE: compiling with parallel=True takes a second or two; the diagnostics of one
-# learner function are computed once per kernel session.
-_PARFOR_CACHE: dict = {}
 
 
-def _dispatcher(fn):
-    from numba.core.registry import CPUDispatcher
-
-    if not isinstance(fn, CPUDispatcher):
-        raise CheckFailed(
-            f"bias_grad_numba is a plain {type(fn).__name__}, not a Numba function. Hint: put "
-            "@njit(parallel=True) on the line above `def bias_grad_numba(dY):`."
-        )
-    return fn
-
-
-def _call_nopython(fn, dY):
-    from numba.core.errors import NumbaError
-
-    try:
-        return fn(dY)
-    except NumbaError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckFailed(
-            f"Numba could not compile bias_grad_numba in nopython mode: {first}. Hint: use "
-            "only NumPy arrays, numbers and loops inside; no Python lists or objects."
-        ) from None
+def _numba_fn(fn):
+    return dispatcher(fn, "bias_grad_numba", "dY")
 
 
 def _columns_data(n, h, dtype=np.float64, seed=80):
@@ -959,23 +937,23 @@ def _prange_races(fn) -> list[str]:
 
 @numba_ex.subcheck("bias_grad_numba is a Numba function (@njit)")
 def _(bias_grad_numba):
-    _dispatcher(bias_grad_numba)
+    _numba_fn(bias_grad_numba)
 
 
 @numba_ex.subcheck("bias_grad_numba compiles in nopython mode")
 def _(bias_grad_numba):
-    fn = _dispatcher(bias_grad_numba)
+    fn = _numba_fn(bias_grad_numba)
     if fn.targetoptions.get("forceobj"):
         raise CheckFailed("bias_grad_numba is compiled in object mode (forceobj=True): use @njit.")
-    _call_nopython(fn, _columns_data(4, 3))
+    call_nopython(fn, "bias_grad_numba", _columns_data(4, 3))
 
 
 @numba_ex.subcheck("bias_grad_numba(dY) equals dY.sum(axis=0) for float64 (N, H) arrays")
 def _(bias_grad_numba):
-    fn = _dispatcher(bias_grad_numba)
+    fn = _numba_fn(bias_grad_numba)
     for n, h in ((1000, 7), (1, 1), (3, 200)):
         dY = _columns_data(n, h, seed=81 + n)
-        got = _call_nopython(fn, dY.copy())
+        got = call_nopython(fn, "bias_grad_numba", dY.copy())
         expect(
             _array_result(got, "bias_grad_numba(dY)"),
             dense_backward_ref(dY, np.zeros((n, 1)), np.zeros((1, h)))[2],
@@ -989,7 +967,7 @@ def _(bias_grad_numba):
 def _(bias_grad_numba):
     dY = _columns_data(300, 5, np.float32, seed=84)
     before = dY.copy()
-    got = _call_nopython(_dispatcher(bias_grad_numba), dY)
+    got = call_nopython(_numba_fn(bias_grad_numba), "bias_grad_numba", dY)
     expect(
         _array_result(got, "bias_grad_numba(dY)"),
         before.sum(axis=0, dtype=np.float64).astype(np.float32),
@@ -1000,7 +978,7 @@ def _(bias_grad_numba):
 
 @numba_ex.subcheck("bias_grad_numba is compiled with parallel=True")
 def _(bias_grad_numba):
-    if not _dispatcher(bias_grad_numba).targetoptions.get("parallel"):
+    if not _numba_fn(bias_grad_numba).targetoptions.get("parallel"):
         raise CheckFailed(
             "bias_grad_numba is compiled without parallel=True, so prange runs as a plain "
             "range. Hint: @njit(parallel=True)."
@@ -1009,25 +987,7 @@ def _(bias_grad_numba):
 
 @numba_ex.subcheck("Numba runs bias_grad_numba's loop in parallel (a prange loop)")
 def _(bias_grad_numba):
-    import warnings
-
-    from numba import njit
-
-    fn = _dispatcher(bias_grad_numba)
-    code = fn.py_func.__code__
-    if code not in _PARFOR_CACHE:
-        # A fresh copy with parallel=True: the learner's own may be cached or serial.
-        fresh = njit(parallel=True)(fn.py_func)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "no transformation for parallel" is our verdict
-            _call_nopython(fresh, _columns_data(4, 3))
-        diagnostics = fresh.get_metadata(fresh.signatures[0])["parfor_diagnostics"]
-        _PARFOR_CACHE[code] = sum(
-            1
-            for p in diagnostics.get_parfors()
-            if any(pattern[0] == "prange" for pattern in getattr(p, "patterns", ()))
-        )
-    if _PARFOR_CACHE[code] == 0:
+    if prange_loops(_numba_fn(bias_grad_numba), "bias_grad_numba", _columns_data(4, 3)) == 0:
         raise CheckFailed(
             "Numba found no prange loop to run in parallel. Hint: write the column loop as "
             "`for j in prange(dY.shape[1]):` (from numba import prange); `range` runs serially."
@@ -1036,7 +996,7 @@ def _(bias_grad_numba):
 
 @numba_ex.subcheck("no two threads add into the same element (prange over the columns)")
 def _(bias_grad_numba):
-    races = _prange_races(_dispatcher(bias_grad_numba))
+    races = _prange_races(_numba_fn(bias_grad_numba))
     if races:
         raise CheckFailed(
             f"inside your prange loop, `{races[0]}` is written by every iteration: threads "
