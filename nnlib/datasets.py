@@ -152,8 +152,10 @@ def sine(n: int = 200, noise: float = 0.1, seed=None):
 
 # --------------------------------------------------------------------- MNIST-style sets
 # The standard IDX files, downloaded on demand into a cache folder. Mirrors are tried in
-# order; every file is checked against its published checksum ("algorithm:hex"; the MD5s
-# are the ones torchvision and the data sets' authors publish) before it is kept.
+# order; every file is checked against its SHA-256 ("algorithm:hex", the digests that
+# TensorFlow Datasets publishes for these exact files) before it is kept. The authors
+# publish MD5s (torchvision's: MNIST f68b3c2d..., Fashion-MNIST 8d4fb7e6...): the same
+# files, but SHA-256 is the digest that resists a deliberately altered mirror.
 IDX_SETS = {
     "mnist": {
         "mirrors": [
@@ -162,10 +164,18 @@ IDX_SETS = {
             "http://yann.lecun.com/exdb/mnist/",
         ],
         "files": {
-            "train-images-idx3-ubyte.gz": "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873",
-            "train-labels-idx1-ubyte.gz": "md5:d53e105ee54ea40749a09fcbcd1e9432",
-            "t10k-images-idx3-ubyte.gz": "md5:9fb629c4189551a2d022fa330f9573f3",
-            "t10k-labels-idx1-ubyte.gz": "md5:ec29112dd5afa0611ce80d1b7f02629c",
+            "train-images-idx3-ubyte.gz": (
+                "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"
+            ),
+            "train-labels-idx1-ubyte.gz": (
+                "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+            ),
+            "t10k-images-idx3-ubyte.gz": (
+                "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"
+            ),
+            "t10k-labels-idx1-ubyte.gz": (
+                "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"
+            ),
         },
     },
     "fashion_mnist": {
@@ -174,10 +184,18 @@ IDX_SETS = {
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
         ],
         "files": {
-            "train-images-idx3-ubyte.gz": "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-            "train-labels-idx1-ubyte.gz": "md5:25c81989df183df01b3e8a0aad5dffbe",
-            "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
-            "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
+            "train-images-idx3-ubyte.gz": (
+                "sha256:3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"
+            ),
+            "train-labels-idx1-ubyte.gz": (
+                "sha256:a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"
+            ),
+            "t10k-images-idx3-ubyte.gz": (
+                "sha256:346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"
+            ),
+            "t10k-labels-idx1-ubyte.gz": (
+                "sha256:67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"
+            ),
         },
     },
 }

@@ -205,3 +205,14 @@ def test_fashion_mnist_has_its_own_cache_folder_and_mirrors():
     spec = datasets.IDX_SETS["fashion_mnist"]
     assert set(spec["files"]) == set(datasets.IDX_SETS["mnist"]["files"])
     assert spec["mirrors"] and spec["files"] != datasets.IDX_SETS["mnist"]["files"]
+
+
+@pytest.mark.parametrize("name", sorted(datasets.IDX_SETS))
+def test_published_files_are_pinned_by_sha256(name):
+    # every real file is pinned by a full SHA-256 digest, and no two files share one
+    digests = list(datasets.IDX_SETS[name]["files"].values())
+    for d in digests:
+        algorithm, _, hexdigest = d.partition(":")
+        assert algorithm == "sha256"
+        assert len(hexdigest) == 64 and int(hexdigest, 16) >= 0
+    assert len(set(digests)) == len(digests)
