@@ -87,6 +87,16 @@ MUTANTS = [
     ),
     (
         "sgd_momentum",
+        "mu v outside the learning rate",
+        M("""
+        def sgd_momentum(p, g, v, lr, mu):
+            v = mu * v + g
+            return p - lr * g - mu * v, v
+        """),
+        "outside the learning rate",
+    ),
+    (
+        "sgd_momentum",
         "velocity not returned",
         M("""
         def sgd_momentum(p, g, v, lr, mu):

@@ -162,6 +162,11 @@ MOMENTUM_WRONG = [
         "you moved uphill: p = p - lr v.",
     ),
     (
+        lambda p, g, v, lr, mu: (p - (lr * g + mu * (mu * v + g)), mu * v + g),
+        "you added mu v outside the learning rate (p = p - lr g - mu v): the whole "
+        "velocity is scaled by it, p = p - lr v.",
+    ),
+    (
         lambda p, g, v, lr, mu: (p - lr * (mu * v + (1 - mu) * g), mu * v + (1 - mu) * g),
         "your velocity is an average, mu v + (1 - mu) g (dampening): PyTorch's momentum "
         "adds the whole gradient, v = mu v + g.",
