@@ -82,6 +82,11 @@ def _check(n, noise, min_n=1):
         raise ValueError(f"noise must be a number >= 0; got {noise!r}")
 
 
+def _count(value, name, min_value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < min_value:
+        raise ValueError(f"{name} must be an int >= {min_value}; got {value!r}")
+
+
 def _finish(X, y, rng):
     perm = rng.permutation(len(X))
     return np.ascontiguousarray(X[perm], np.float32), np.ascontiguousarray(y[perm], np.int64)
@@ -103,6 +108,8 @@ def moons(n: int = 1000, noise: float = 0.1, seed=None):
 def circles(n: int = 1000, noise: float = 0.05, factor: float = 0.5, seed=None):
     """A circle inside a larger one (2 classes); ``factor`` is the inner radius."""
     _check(n, noise)
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Real) or not 0 < factor < 1:
+        raise ValueError(f"factor must be a number in (0, 1), the inner radius; got {factor!r}")
     rng = rng_from(seed)
     n0 = n // 2
     t0 = np.linspace(0, 2 * np.pi, n0, endpoint=False)
@@ -124,6 +131,7 @@ def xor(n: int = 1000, noise: float = 0.1, seed=None):
 def spirals(n: int = 1000, classes: int = 3, noise: float = 0.2, seed=None):
     """``classes`` interleaved spiral arms (cs231n's toy problem)."""
     _check(n, noise)
+    _count(classes, "classes", 2)
     rng = rng_from(seed)
     y = np.arange(n) % classes
     r = np.concatenate([np.linspace(0.0, 1, np.sum(y == k)) for k in range(classes)])
@@ -135,6 +143,8 @@ def spirals(n: int = 1000, classes: int = 3, noise: float = 0.2, seed=None):
 def blobs(n: int = 1000, centers: int = 3, dim: int = 2, std: float = 1.0, seed=None):
     """Gaussian blobs around ``centers`` random centres in [-10, 10]^dim."""
     _check(n, std)
+    _count(centers, "centers", 1)
+    _count(dim, "dim", 1)
     rng = rng_from(seed)
     c = rng.uniform(-10, 10, (centers, dim))
     y = rng.integers(0, centers, n)

@@ -59,6 +59,22 @@ def test_bad_arguments_are_named(kwargs, text):
         datasets.moons(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("make", "kwargs", "text"),
+    [
+        (datasets.spirals, {"classes": 1}, r"classes must be an int >= 2; got 1"),
+        (datasets.spirals, {"classes": 2.5}, r"classes must be an int >= 2; got 2.5"),
+        (datasets.blobs, {"centers": 0}, r"centers must be an int >= 1; got 0"),
+        (datasets.blobs, {"dim": 0}, r"dim must be an int >= 1; got 0"),
+        (datasets.circles, {"factor": 1.5}, r"factor must be a number in \(0, 1\).*got 1.5"),
+        (datasets.sine, {"n": -3}, r"n must be an int >= 1; got -3"),
+    ],
+)
+def test_generator_specific_arguments_are_checked(make, kwargs, text):
+    with pytest.raises(ValueError, match=text):
+        make(**kwargs)
+
+
 def test_load_digits_is_the_uci_set():
     X, y = nl.datasets.load_digits()
     assert X.shape == (1797, 64) and X.dtype == np.float32
