@@ -108,3 +108,35 @@ def test_load_digits_refuses_a_corrupt_file(tmp_path):
         datasets.load_digits(path=bad)
     shutil.copy(str(good), bad)
     assert datasets.load_digits(path=bad)[0].shape == (1797, 64)
+
+
+def test_the_wheel_ships_the_digits_and_their_attribution(tmp_path):
+    # `pip install .` installs what the wheel holds: build one from a copy of the sources
+    # (offline, with the setuptools already installed) and look inside.
+    import hashlib
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    pytest.importorskip("setuptools", reason="building a wheel offline needs setuptools")
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "nnlib", src / "nnlib", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q"),
+            *("--no-index", "-w", str(tmp_path / "dist"), str(src)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "dist").glob("nnlib-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        digits = z.read("nnlib/data/digits.npz")
+        readme = z.read("nnlib/data/README.md").decode()
+    assert hashlib.sha256(digits).hexdigest() == datasets.DIGITS_SHA256
+    assert "CC BY 4.0" in readme and "Alpaydin" in readme
