@@ -94,6 +94,10 @@ def train_test_split(X, y, test_size: float = 0.2, *, stratify: bool = False, se
     examples). With ``stratify=True`` each class keeps its proportion in both splits (to
     within one example per class). ``seed`` makes the split repeatable. The order of the
     examples inside each split is their original order.
+
+    NOTE: scikit-learn's function returns the flat ``X_train, X_test, y_train, y_test``;
+    nnlib pairs each split's features with its labels, the layout that
+    :func:`nnlib.datasets.load_mnist` returns and ``fit(..., validation_data=)`` takes.
     """
     X = np.asarray(X)
     y = _labels(y, len(X)) if stratify else np.asarray(y)
