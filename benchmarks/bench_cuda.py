@@ -174,20 +174,24 @@ def count_launches():
 def count_transfers():
     """Count host-to-device and device-to-host copies by every path.
 
-    On a GPU every copy goes through the driver's ``host_to_device`` and
-    ``device_to_host`` (``cuda.to_device``, ``copy_to_host``, ``copy_to_device`` from a
-    host array, reading an element of a device array, and the implicit copies Numba
-    makes when a NumPy array is passed to a kernel), so those two are counted. The
-    simulator has no driver: there ``cuda.to_device``, ``copy_to_host``,
-    ``copy_to_device`` from a host array and NumPy arrays passed to a kernel (copied in,
-    and back out by ``copy_to_host`` after the launch) are counted. (Reading an element
-    of a simulated device array is not seen: it is plain NumPy indexing there.)
+    On a GPU every copy ends in one of the driver's ``cuMemcpyHtoD``,
+    ``cuMemcpyHtoDAsync``, ``cuMemcpyDtoH`` or ``cuMemcpyDtoHAsync``: ``cuda.to_device``,
+    ``copy_to_host``, ``copy_to_device`` from a host array and reading an element of a
+    device array go through ``driver.host_to_device``/``device_to_host``, while the
+    implicit copies Numba makes when a NumPy array is passed to a kernel call the driver
+    directly (numba-cuda 0.30: ``_to_strided_memory_view`` and ``args.Out``), so those
+    four entry points are counted. The simulator has no driver: there
+    ``cuda.to_device``, ``copy_to_host``, ``copy_to_device`` from a host array and NumPy
+    arrays passed to a kernel (copied in, and back out by ``copy_to_host`` after the
+    launch) are counted. (Reading an element of a simulated device array is not seen:
+    it is plain NumPy indexing there.)
     """
     counts = {"to_device": 0, "to_host": 0}
     patches = []  # (owner, name, original)
 
     def patch(owner, name, wrapper):
-        patches.append((owner, name, getattr(owner, name)))
+        own = name in vars(owner)  # NOTE: the Driver object resolves its functions lazily
+        patches.append((owner, name, getattr(owner, name) if own else None))
         setattr(owner, name, wrapper(getattr(owner, name)))
 
     def counting(key, test=lambda *a, **kw: True):
@@ -221,15 +225,20 @@ def count_transfers():
         )
         patch(FakeCUDAKernel, "__call__", counting("to_device", host_args))
     else:
-        from numba.cuda.cudadrv import driver
+        from numba.cuda.cudadrv.driver import driver
 
-        patch(driver, "host_to_device", counting("to_device"))
-        patch(driver, "device_to_host", counting("to_host"))
+        for name in ("cuMemcpyHtoD", "cuMemcpyHtoDAsync"):
+            patch(driver, name, counting("to_device"))
+        for name in ("cuMemcpyDtoH", "cuMemcpyDtoHAsync"):
+            patch(driver, name, counting("to_host"))
     try:
         yield counts
     finally:
         for owner, name, orig in reversed(patches):
-            setattr(owner, name, orig)
+            if orig is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, orig)
 
 
 # ---------------------------------------------------------------------- the rows
