@@ -54,8 +54,9 @@ def _signature(op, dtype, target):
         "dropout": (arr1, types.Array(f64, 1, "C"), f64, arr1, arr1),
     }
     if target == "cuda":
-        training["dense_forward"] = (arr2, arr2, i64, i64, arr1, i64, arr2)  # A B ta tb bias act C
-        training["dense_backward"] = (arr2, arr2, i64, arr2, arr1)  # dy, y, act, dz, db
+        # A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum: one kernel for both passes
+        gemm = (arr2, arr2, i64, i64, arr1, i64, arr2, arr2, arr2, arr1)
+        training["dense_forward"] = training["dense_backward"] = gemm
         training["take_rows"] = (arr2, types.Array(i64, 1, "C"), arr2)
         from numba.cuda.random import xoroshiro128p_type
 
