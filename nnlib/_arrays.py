@@ -17,6 +17,11 @@ def zeros_like_on(a, shape, dtype=np.float64):
     return np.zeros(shape, dtype)
 
 
+def empty_on(backend: str, shape, dtype):
+    """An uninitialised array where ``backend`` computes (on the GPU for "cuda")."""
+    return cuda.device_array(shape, dtype) if backend == "cuda" else np.empty(shape, dtype)
+
+
 def zeros_like(a):
     """Zeros of the shape and dtype of ``a``, where ``a`` lives."""
     return zeros_like_on(a, tuple(a.shape), np.dtype(a.dtype))
@@ -29,7 +34,8 @@ def to_host(a) -> np.ndarray:
 
 def to_device(a):
     """A C-contiguous GPU copy of host array ``a`` (GPU arrays pass through)."""
-    return a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a))
+    # NOTE: not np.ascontiguousarray, which turns a 0-d array (PReLU's alpha) into 1-d
+    return a if is_device_array(a) else cuda.to_device(np.asarray(a, order="C"))
 
 
 def to_backend(a, backend: str):

@@ -106,7 +106,8 @@ def _check_prelu_alpha(alpha, x):
         alpha = alpha.astype(x.dtype)
     if alpha.ndim == 0:
         return alpha
-    features = x.shape[-1] if x.ndim else None
+    # NOTE: tuple(): the CUDA simulator's GPU arrays reject a negative index of their shape
+    features = tuple(x.shape)[-1] if x.ndim else None
     if alpha.ndim != 1 or alpha.shape[0] != features:
         raise ValueError(
             "alpha must be a single number (shape ()) or one per feature, shape (D,) with "

@@ -17,7 +17,7 @@ from . import callbacks as cb
 from . import functional as F
 from . import init as initializers
 from . import losses as losses_
-from ._arrays import assign, to_backend, to_host, zeros_like_on
+from ._arrays import assign, empty_on, to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
 from .layers import Dense, Dropout, Layer, NotBuiltError
 from .ops.gather import take_rows
@@ -330,6 +330,7 @@ class Sequential:
         self._place(self.backend)
         optimizer.backend = self.backend
         optimizer.bind(self.parameters(), self.gradients())
+        flat = _FlatBuffers(self, optimizer, self.backend) if self.parameters() else None
         history = cb.History()
         callbacks = [history, *callbacks]
         for c in callbacks:
@@ -352,14 +353,21 @@ class Sequential:
                 logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
                 for c in callbacks:
                     c.on_batch_begin(b, logs)
+                if flat is not None and not flat.still_flat(self):
+                    flat.flatten(self)  # a callback replaced parameters or state
                 xb, yb = take_rows(X, idx), take_rows(targets, idx)
                 out = self._forward(xb, training=True)
                 loss_fn.accumulate(out, yb, acc)
                 self.backward(loss_fn.backward(), input_grad=False)
-                optimizer.grads = self.gradients()  # the layers made new gradient arrays
-                for c in callbacks:
+                if flat is not None:
+                    flat.gather_grads(self)
+                optimizer.grads = self.gradients()
+                for c in callbacks:  # NOTE: they may change the gradients in place only
                     c.on_after_backward(b, logs)
-                optimizer.step()
+                if flat is None:
+                    optimizer.step()  # (it says that there is nothing to train)
+                else:
+                    flat.update(self)  # every parameter in one call
                 for c in callbacks:
                     c.on_batch_end(b, logs)
             logs = self._epoch_logs(acc, n, loss_fn)  # the one read-back of the epoch
@@ -403,10 +411,11 @@ class Sequential:
         optimizer, backend and reduction check only ``X`` and ``y`` and run the step.
         The first Dense layer's input gradient is not computed (nothing uses it).
 
-        On the host the parameters, gradients and optimizer state then live in one flat
-        buffer each (the dicts hold views of it: same names and shapes). On "cuda" they
-        stay on the GPU between calls (``model.parameters()`` then gives GPU arrays);
-        a later ``fit`` brings them back to the host at its end.
+        The parameters, gradients and optimizer state then live in one flat buffer each
+        (the dicts hold views of it: same names and shapes), so that the optimizer
+        updates them all in one call. On "cuda" these buffers are on the GPU and stay
+        there between calls (``model.parameters()`` then gives GPU arrays); a later
+        ``fit`` brings them back to the host at its end.
 
         Parameters
         ----------
@@ -540,15 +549,96 @@ class Sequential:
 SERIAL_BELOW = 500_000
 
 
-class _TrainStep:
-    """What :meth:`Sequential.train_on_batch` prepares once and reuses at every call.
+def _view(flat, start, values):
+    """The view of 1-D ``flat`` from ``start`` with the shape of ``values``, filled with
+    them (host or GPU arrays, either way)."""
+    view = flat[start : start + values.size].reshape(tuple(values.shape))
+    assign(view, values)
+    return view
 
-    SPEEDTIP: on the host, the parameters, their gradients and the optimizer's state are
-    each moved into one flat buffer, and the layers' and the optimizer's dicts hold views
-    into them (same names, same shapes): the optimizer then updates every parameter in
-    one kernel call on the flat buffers instead of one call per parameter. Its update
-    rules are elementwise, so this equals the per-parameter update exactly.
+
+class _FlatBuffers:
+    """The parameters, their gradients and the optimizer's state, in one flat buffer each.
+
+    SPEEDTIP: every parameter, its gradient and each of its optimizer states is moved
+    into one flat buffer (on the GPU for "cuda"), and the layers' and the optimizer's
+    dicts hold views into them (same names, same shapes): the optimizer then updates
+    every parameter in one kernel call (one launch on the GPU) on the flat buffers
+    instead of one call per parameter. Its update rules are elementwise, so this equals
+    the per-parameter update exactly.
+
+    NOTE: a slice of a 1-D GPU array and a reshape of it are views too (numba-cuda's
+    ``DeviceNDArray`` and the simulator's stand-in alike), so nothing is copied
+    between host and device per step.
     """
+
+    def __init__(self, model, optimizer, backend):
+        self.optimizer, self.backend = optimizer, backend
+        self.flatten(model)
+
+    def flatten(self, model):
+        """Copy every parameter, gradient and state array into new flat buffers and
+        point the model's and the optimizer's dicts at views of them."""
+        opt = self.optimizer
+        opt.bind(model.parameters(), model.gradients())  # state for every parameter
+        params, grads = model.parameters(), model.gradients()
+        dtype = np.dtype(next(iter(params.values())).dtype)
+        total = sum(p.size for p in params.values())
+        P, G = empty_on(self.backend, total, dtype), empty_on(self.backend, total, dtype)
+        S = {s: empty_on(self.backend, total, dtype) for s in opt.state_names}
+        self.views, offset = {}, 0
+        for name, p in params.items():
+            self.views[name] = (_view(P, offset, p), _view(G, offset, grads[name]))
+            state = opt.state[name]
+            opt.state[name] = {s: _view(S[s], offset, state[s]) for s in opt.state_names}
+            offset += p.size
+        for i, layer in enumerate(model.layers):
+            for k in layer.params:
+                layer.params[k], layer.grads[k] = self.views[f"{i}.{k}"]
+        opt.bind(model.parameters(), model.gradients())
+        self.buffers = (P, G, S)
+        # the views, and where the model and the optimizer keep them
+        self.links = [
+            (layer, k, self.views[f"{i}.{k}"][0], f"{i}.{k}", dict(opt.state[f"{i}.{k}"]))
+            for i, layer in enumerate(model.layers)
+            for k in layer.params
+        ]
+
+    def still_flat(self, model) -> bool:
+        """True while every parameter and state array is still the view made here
+        (``fit``, ``load``, ``astype`` or another ``bind`` may have replaced them)."""
+        state = self.optimizer.state
+        if len(self.links) != sum(len(layer.params) for layer in model.layers):
+            return False
+        for layer, k, view, name, views in self.links:
+            if layer.params.get(k) is not view:
+                return False
+            held = state.get(name)
+            if held is None or any(held.get(s) is not v for s, v in views.items()):
+                return False
+        return True
+
+    def gather_grads(self, model):
+        """Layers that made new gradient arrays (instead of writing into the views) have
+        them copied into the flat buffer, and their dicts pointed back at the views."""
+        for i, layer in enumerate(model.layers):
+            for k, g in layer.grads.items():
+                view = self.views[f"{i}.{k}"][1]
+                if g is not view:
+                    assign(view, g)
+                    layer.grads[k] = view
+
+    def update(self, model):
+        """One optimizer step of every parameter: one kernel call on the flat buffers."""
+        self.gather_grads(model)
+        P, G, S = self.buffers
+        self.optimizer.t += 1
+        self.optimizer._update(P, G, S)
+
+
+class _TrainStep:
+    """What :meth:`Sequential.train_on_batch` prepares once and reuses at every call:
+    the checked arguments, and the parameters in flat buffers (see :class:`_FlatBuffers`)."""
 
     def __init__(self, model, loss, optimizer, backend, reduction):
         model._require_built("train_on_batch()")
@@ -575,9 +665,7 @@ class _TrainStep:
         model._place(self.backend)
         optimizer.backend = self.backend
         optimizer.bind(model.parameters(), model.gradients())
-        self.flat = self.views = None
-        if self.backend != "cuda" and model.parameters():
-            self._flatten(model)
+        self.flat = _FlatBuffers(model, optimizer, self.backend) if model.parameters() else None
         # elementwise work of a step: every parameter, plus H per example for each Dense
         self.work = sum(p.size for p in model.parameters().values())
         self.work_per_example = sum(
@@ -597,68 +685,11 @@ class _TrainStep:
             and resolve_backend(backend) == self.backend
         )
 
-    def _flatten(self, model):
-        params, grads = model.parameters(), model.gradients()
-        dtype = next(iter(params.values())).dtype
-        total = sum(p.size for p in params.values())
-        names = self.optimizer.state_names
-        P, G = np.empty(total, dtype), np.zeros(total, dtype)
-        S = {s: np.empty(total, dtype) for s in names}
-        self.views, offset = {}, 0
-        for name, p in params.items():
-            sl, shape = slice(offset, offset + p.size), p.shape
-            offset += p.size
-            P[sl], G[sl] = p.reshape(-1), np.asarray(grads[name]).reshape(-1)
-            for s in names:
-                S[s][sl] = self.optimizer.state[name][s].reshape(-1)
-                self.optimizer.state[name][s] = S[s][sl].reshape(shape)
-            self.views[name] = (P[sl].reshape(shape), G[sl].reshape(shape))
-        for i, layer in enumerate(model.layers):
-            for k in layer.params:
-                layer.params[k], layer.grads[k] = self.views[f"{i}.{k}"]
-        self.optimizer.bind(model.parameters(), model.gradients())
-        self.flat, self.links = (P, G, S), None
-
-    def _still_flat(self, model) -> bool:
-        """True while every parameter and state array is still the view this plan made
-        (``fit``, ``load``, ``astype`` or another ``bind`` may have replaced them)."""
-        if self.links is None:  # the views, and where the model and optimizer keep them
-            state = self.optimizer.state
-            self.links = [
-                (
-                    layer,
-                    k,
-                    self.views[f"{i}.{k}"][0],
-                    f"{i}.{k}",
-                    {s: state[f"{i}.{k}"][s] for s in state[f"{i}.{k}"]},
-                )
-                for i, layer in enumerate(model.layers)
-                for k in layer.params
-            ]
-        state = self.optimizer.state
-        if len(self.links) != sum(len(layer.params) for layer in model.layers):
-            return False
-        for layer, k, view, name, views in self.links:
-            if layer.params.get(k) is not view:
-                return False
-            held = state.get(name)
-            if held is None or any(held.get(s) is not v for s, v in views.items()):
-                return False
-        return True
-
-    def _gather_grads(self, model):
-        """Layers that made new gradient arrays (instead of writing into the views) have
-        them copied into the flat buffer, and their dicts pointed back at the views."""
-        for i, layer in enumerate(model.layers):
-            for k, g in layer.grads.items():
-                view = self.views[f"{i}.{k}"][1]
-                if g is not view:
-                    view[...] = g
-                    layer.grads[k] = view
-
     def step(self, model, X, targets) -> float:
-        if self.flat is not None and not self._still_flat(model):
-            self._flatten(model)
+        if self.flat is not None and not self.flat.still_flat(model):
+            model._set_backend(self.backend)  # (a fit on another backend moved them)
+            self.optimizer.backend = self.backend
+            self.flat.flatten(model)  # back into flat buffers, where the backend computes
         X, targets = to_backend(X, self.backend), to_backend(targets, self.backend)
         acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
         threads = None
@@ -669,15 +700,11 @@ class _TrainStep:
             out = model._forward(X, training=True)
             self.loss_fn.accumulate(out, targets, acc)
             model.backward(self.loss_fn.backward(), input_grad=False)
-            opt = self.optimizer
-            if self.flat is None:
-                opt.grads = model.gradients()
-                opt.step()
+            if self.flat is None:  # no parameters: the optimizer says so
+                self.optimizer.grads = model.gradients()
+                self.optimizer.step()
             else:
-                self._gather_grads(model)
-                P, G, S = self.flat
-                opt.t += 1
-                opt._update(P, G, S)  # every parameter in one call
+                self.flat.update(model)  # every parameter in one call
         finally:
             if threads is not None:
                 numba.set_num_threads(threads)

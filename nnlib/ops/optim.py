@@ -147,7 +147,8 @@ KERNELS["rmsprop_update", "cpu"] = rmsprop_update_cpu
 
 # ---------------------------------------------------------------------- CUDA
 # One thread per element, the same arithmetic as the CPU kernels: one launch per
-# parameter tensor and step.
+# call. fit and train_on_batch call them once a step, on flat buffers that hold every
+# parameter (see _FlatBuffers in nnlib/model.py); Optimizer.step, once per tensor.
 
 
 @cuda_jit
