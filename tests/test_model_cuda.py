@@ -84,16 +84,23 @@ def _count_transfers(monkeypatch):
     return counts
 
 
-def test_no_host_device_copy_per_step(monkeypatch):
+def _prelu_model():
+    return nl.Sequential([nl.Dense(3, 5), nl.PReLU(5), nl.Dense(5, 3)], seed=0)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: _model(dropout=0.2), _prelu_model], ids=["dropout", "prelu"]
+)
+def test_no_host_device_copy_per_step(monkeypatch, make):
     """Copies happen per fit and per epoch, never per step: doubling the number of steps
-    of an epoch leaves the count of copies unchanged."""
+    of an epoch leaves the count of copies unchanged (PReLU's alpha gradient included)."""
     X, y = _data(8)
     counts = _count_transfers(monkeypatch)
     seen = []
     for batch_size in (8, 2):  # 1 and 4 steps per epoch
         for key in counts:
             counts[key] = 0
-        _model(dropout=0.2).fit(
+        make().fit(
             X,
             y,
             optimizer=nl.optim.Adam(lr=0.01),

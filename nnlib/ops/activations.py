@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 from scipy import special
 
+from .._arrays import gpu_zeros
 from .._backend import register
 from .._cuda import cuda, cuda_jit
 from .._validate import is_device_array
@@ -516,7 +517,7 @@ def prelu_backward_cuda_launch(dy, x, alpha):
     d_x, d_dy = to_device(x).reshape(m, d), to_device(dy).reshape(m, d)
     d_alpha = to_device(alpha.reshape(d))
     dx = cuda.device_array((m, d), np.dtype(x.dtype))
-    dalpha = cuda.to_device(np.zeros(d, np.dtype(x.dtype)))
+    dalpha = gpu_zeros(d, np.dtype(x.dtype))  # the kernel adds into it
     if x.size:
         threads = (32, 8)
         blocks = ((d + 31) // 32, min((m + 7) // 8, 1024))
