@@ -660,9 +660,12 @@ def _mlp(sizes, seed=0):
 
 
 def _prepared_step(model, backend, lr=1e-3):
-    """The body of ``Sequential.fit``'s loop on ``backend``, for data already there."""
+    """The body of ``Sequential.fit``'s loop on ``backend``, for data already there:
+    forward, loss, backward, and one optimizer update of every parameter on the flat
+    parameter, gradient and state buffers."""
     import nnlib as nl
     from nnlib import losses
+    from nnlib.model import _FlatBuffers
 
     loss_fn = losses.get("softmax_cross_entropy", "mean")
     model._set_backend(backend)
@@ -672,13 +675,13 @@ def _prepared_step(model, backend, lr=1e-3):
     opt = nl.optim.Adam(lr=lr)
     opt.backend = backend
     opt.bind(model.parameters(), model.gradients())
+    flat = _FlatBuffers(model, opt, model.backend)
 
     def step(xb, yb, acc):
         out = model._forward(xb, training=True)
         loss_fn.accumulate(out, yb, acc)
         model.backward(loss_fn.backward(), input_grad=False)
-        opt.grads = model.gradients()
-        opt.step()
+        flat.update(model)
 
     return step, loss_fn
 
