@@ -147,3 +147,26 @@ def test_signature_table_is_exercised():
             len(_signature(op, types.float64, "cpu"))
             == KERNELS[op, "cpu"].py_func.__code__.co_argcount
         )
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
+    reason="compile_ptx needs the real CUDA target, not the simulator",
+)
+def test_float32_cross_entropy_does_its_row_math_in_float32(no_gpu_needed):
+    """The fused softmax cross-entropy on float32 logits keeps max, exp and sum in
+    float32 (a float64 literal such as ``s = 0.0`` would silently promote them): the only
+    float64 work is summing the rows' losses (one conversion a row) and the block's sums
+    and atomic adds into the float64 ``acc``."""
+    from numba import cuda
+
+    kernel = KERNELS["softmax_cross_entropy", "cuda"]
+    sig = _signature("softmax_cross_entropy", types.float32, "cuda")
+    ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+    assert "ld.global.f32" in ptx and "st.global.f32" in ptx
+    assert "ex2.approx.ftz.f32" in ptx  # libdevice's expf
+    assert "shfl.sync.bfly.b32" in ptx  # the row's max and sum by warp shuffles
+    for f64_math in ("fma.rn.f64", "mul.f64", "mul.rn.f64", "div.rn.f64", "sub.f64", "max.f64"):
+        assert f64_math not in ptx, f"float64 arithmetic ({f64_math}) in the float32 kernel"
+    assert ptx.count("cvt.f64.f32") <= 2, "float32 values converted to float64 in a loop?"
+    assert ptx.count("atom.global.add.f64") == 2  # one per block and quantity
