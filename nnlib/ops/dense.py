@@ -181,6 +181,25 @@ THREADS_GEMM = (BM // TM) * (BN // TN)  # 256 on a GPU: a 16 x 16 grid of thread
 SA_WIDTH, SB_WIDTH = BM + 1, BN + 1  # shared-memory row lengths (padded by one)
 
 
+@cuda_jit(device=True)
+def _load_strip(X, mask, k_rows, k0, j0, width, s, t):
+    """Copy a BK-deep strip of an operand into shared memory: ``s[k, j]`` is the element
+    at depth ``k0 + k`` (along L) and position ``j0 + j`` (along M for op(A), K for
+    op(B)), or 0 past the edge or where ``mask`` (empty: none) is <= 0. ``k_rows``: X is
+    stored with the depth along its rows (``A`` when ``ta``, ``B`` when not ``tb``)."""
+    for e in range(t, BK * width, THREADS_GEMM):
+        if k_rows:  # X is (L, .): neighbouring threads take neighbouring j
+            k, j = e // width, e % width
+            r, c = k0 + k, j0 + j
+        else:  # X is (., L): neighbouring threads take neighbouring k
+            j, k = e // BK, e % BK
+            r, c = j0 + j, k0 + k
+        if r < X.shape[0] and c < X.shape[1] and (mask.size == 0 or mask[r, c] > 0):
+            s[k, j] = X[r, c]
+        else:
+            s[k, j] = 0  # past the edge, or masked out: adds nothing to the sum
+
+
 @cuda_jit
 def gemm_cuda(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
     t = cuda.threadIdx.x
@@ -202,28 +221,8 @@ def gemm_cuda(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
     # the threads of the first row of blocks that also sum op(B)'s columns (db)
     sums = colsum.size > 0 and cuda.blockIdx.y == 0 and ty == 0
     for k0 in range(0, L, BK):
-        for e in range(t, BM * BK, THREADS_GEMM):  # the strip of op(A)
-            if ta:  # A is (L, M): neighbouring threads take neighbouring m
-                k, m = e // BM, e % BM
-                r, c = k0 + k, m0 + m
-            else:  # A is (M, L): neighbouring threads take neighbouring k
-                m, k = e // BK, e % BK
-                r, c = m0 + m, k0 + k
-            if r < A.shape[0] and c < A.shape[1] and (mask_a.size == 0 or mask_a[r, c] > 0):
-                sA[k, m] = A[r, c]
-            else:
-                sA[k, m] = 0  # past the edge, or masked out: adds nothing to the sum
-        for e in range(t, BK * BN, THREADS_GEMM):  # the strip of op(B)
-            if tb:  # B is (K, L): neighbouring threads take neighbouring k
-                n, k = e // BK, e % BK
-                r, c = n0 + n, k0 + k
-            else:  # B is (L, K): neighbouring threads take neighbouring n
-                k, n = e // BN, e % BN
-                r, c = k0 + k, n0 + n
-            if r < B.shape[0] and c < B.shape[1] and (mask_b.size == 0 or mask_b[r, c] > 0):
-                sB[k, n] = B[r, c]
-            else:
-                sB[k, n] = 0
+        _load_strip(A, mask_a, ta, k0, m0, BM, sA, t)  # sA[k, m] = op(A)[m0 + m, k0 + k]
+        _load_strip(B, mask_b, 1 - tb, k0, n0, BN, sB, t)  # sB[k, n] = op(B)[k0 + k, n0 + n]
         cuda.syncthreads()  # the strips are complete before anyone reads them
         for kk in range(BK):
             for i in range(TM):
