@@ -22,14 +22,17 @@ from .._backend import register
 from .._cuda import cuda
 from .._validate import is_device_array
 
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
 # SPEEDTIP: 256 threads a block keeps every SM busy for elementwise work on any
 # recent GPU; the exact number matters little for a memory-bound kernel.
-THREADS_1D = 256
+# NOTE: under the simulator (a Python thread per GPU thread) blocks are 32 wide.
+THREADS_1D = 32 if SIMULATOR else 256
 # Row-wise kernels use one block per row; threads stride over the row's C entries.
 # NOTE: Numba's CUDA simulator runs each GPU thread as a Python thread and each
 # syncthreads() as a barrier across them, which makes 128-thread blocks crawl; under
 # the simulator the blocks are 8 threads wide. The kernels work for any power of two.
-THREADS_ROW = 8 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 128
+THREADS_ROW = 8 if SIMULATOR else 128
 
 # Every kernel a wrapper launches, by op and backend, so tests can inspect them
 # (parallel diagnostics for cpu kernels, PTX compilation for cuda kernels).
