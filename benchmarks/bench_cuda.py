@@ -681,7 +681,8 @@ def _prepared_step(model, backend, lr=1e-3):
         out = model._forward(xb, training=True)
         loss_fn.accumulate(out, yb, acc)
         model.backward(loss_fn.backward(), input_grad=False)
-        flat.update(model)
+        flat.gather_grads(model)
+        flat.update()
 
     return step, loss_fn
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cuda import cuda, cuda_jit
+from ._cuda import THREADS_1D, cuda, cuda_jit
 from ._validate import is_device_array
 
 
@@ -22,7 +22,7 @@ def gpu_zeros(shape, dtype):
     out = cuda.device_array(shape, dtype)
     if out.size:
         flat = out.reshape(out.size)
-        zero_cuda[(out.size + 255) // 256, 256](flat)
+        zero_cuda[(out.size + THREADS_1D - 1) // THREADS_1D, THREADS_1D](flat)
     return out
 
 

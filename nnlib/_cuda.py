@@ -8,6 +8,7 @@ after :func:`nnlib._backend.resolve_backend` has checked that the cuda backend c
 
 from __future__ import annotations
 
+import os
 import threading
 
 try:
@@ -15,6 +16,16 @@ try:
     from numba import cuda
 except ImportError:  # pragma: no cover - depends on the install
     cuda = None
+
+
+# Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) runs each GPU thread as a Python
+# thread: kernels launch smaller blocks under it (see the NOTE beside each setting).
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+# SPEEDTIP: 256 threads a block keeps every SM busy for elementwise work on any
+# recent GPU; the exact number matters little for a memory-bound kernel.
+# NOTE: under the simulator blocks are 32 wide.
+THREADS_1D = 32 if SIMULATOR else 256
 
 
 def cuda_jit(fn=None, **options):
@@ -47,9 +58,7 @@ def _simulated_shfl_xor_sync(self, mask, value, lane_mask):
 def _add_shuffles_to_the_simulator():
     """numba-cuda 0.30's simulator has no warp shuffles; give it ``shfl_xor_sync`` (the
     one nnlib's kernels use) so they run unchanged under NUMBA_ENABLE_CUDASIM=1."""
-    from numba import config
-
-    if cuda is None or not config.ENABLE_CUDASIM:
+    if cuda is None or not SIMULATOR:
         return
     from numba.cuda.simulator import kernelapi
 

@@ -367,7 +367,7 @@ class Sequential:
                 if flat is None:
                     optimizer.step()  # (it says that there is nothing to train)
                 else:
-                    flat.update(self)  # every parameter in one call
+                    flat.update()  # every parameter in one call
                 for c in callbacks:
                     c.on_batch_end(b, logs)
             logs = self._epoch_logs(acc, n, loss_fn)  # the one read-back of the epoch
@@ -628,9 +628,9 @@ class _FlatBuffers:
                     assign(view, g)
                     layer.grads[k] = view
 
-    def update(self, model):
-        """One optimizer step of every parameter: one kernel call on the flat buffers."""
-        self.gather_grads(model)
+    def update(self):
+        """One optimizer step of every parameter: one kernel call on the flat buffers
+        (after :meth:`gather_grads`)."""
         P, G, S = self.buffers
         self.optimizer.t += 1
         self.optimizer._update(P, G, S)
@@ -704,7 +704,8 @@ class _TrainStep:
                 self.optimizer.grads = model.gradients()
                 self.optimizer.step()
             else:
-                self.flat.update(model)  # every parameter in one call
+                self.flat.gather_grads(model)
+                self.flat.update()  # every parameter in one call
         finally:
             if threads is not None:
                 numba.set_num_threads(threads)

@@ -170,3 +170,19 @@ def test_float32_cross_entropy_does_its_row_math_in_float32(no_gpu_needed):
         assert f64_math not in ptx, f"float64 arithmetic ({f64_math}) in the float32 kernel"
     assert ptx.count("cvt.f64.f32") <= 2, "float32 values converted to float64 in a loop?"
     assert ptx.count("atom.global.add.f64") == 2  # one per block and quantity
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
+    reason="compile_ptx needs the real CUDA target, not the simulator",
+)
+@pytest.mark.parametrize("dtype", [types.float32, types.float64, types.int64], ids=str)
+def test_gpu_zeros_kernel_compiles_to_ptx_for_h100(dtype, no_gpu_needed):
+    """``gpu_zeros`` (zeros written on the GPU, e.g. the loss accumulator and PReLU's
+    alpha gradient) is a helper outside KERNELS: its kernel gets the same check."""
+    from numba import cuda
+
+    from nnlib._arrays import zero_cuda
+
+    ptx, _ = cuda.compile_ptx(zero_cuda.py_func, (types.Array(dtype, 1, "C"),), cc=(9, 0))
+    assert ".target sm_90" in ptx and ".entry" in ptx and "st.global" in ptx

@@ -14,20 +14,13 @@ array input gives a GPU array output and nothing crosses the bus.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from .._arrays import to_device
 from .._backend import register
-from .._cuda import cuda
+from .._cuda import SIMULATOR, THREADS_1D, cuda
 from .._validate import is_device_array
 
-SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-
-# SPEEDTIP: 256 threads a block keeps every SM busy for elementwise work on any
-# recent GPU; the exact number matters little for a memory-bound kernel.
-# NOTE: under the simulator (a Python thread per GPU thread) blocks are 32 wide.
-THREADS_1D = 32 if SIMULATOR else 256
 # Row-wise kernels use one block per row; threads stride over the row's C entries.
 # NOTE: Numba's CUDA simulator runs each GPU thread as a Python thread and each
 # syncthreads() as a barrier across them, which makes 128-thread blocks crawl; under
@@ -65,11 +58,6 @@ def elementwise_cpu(op: str):
         return kernel
 
     return decorate
-
-
-def to_device(a):
-    """A C-contiguous GPU copy of host array ``a`` (GPU arrays pass through)."""
-    return a if is_device_array(a) else cuda.to_device(np.ascontiguousarray(a))
 
 
 def elementwise_cuda(op: str):

@@ -25,15 +25,13 @@ the pre-activation ``z`` is never stored.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import njit, prange
 
 from .._backend import register
 from .._cuda import cuda, cuda_jit
 from .._validate import is_device_array
-from ._launch import KERNELS, to_device
+from ._launch import KERNELS, SIMULATOR, to_device
 
 ACTIVATIONS = {None: 0, "relu": 1}  # the activations the dense kernels can fuse
 
@@ -173,7 +171,7 @@ def dense_backward_cpu_launch(dy, x, W, y, act, need_dx=1, grads_out=None):
 # NOTE: shared rows are padded by one element, so the transposed writes of a strip land
 # in different memory banks.
 # NOTE: under the simulator every GPU thread is a Python thread: the tiles are tiny.
-if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+if SIMULATOR:
     BM, BN, BK, TM, TN = 8, 8, 4, 2, 2
 else:
     BM, BN, BK, TM, TN = 64, 64, 16, 4, 4

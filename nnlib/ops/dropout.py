@@ -14,15 +14,13 @@ unchanged, so evaluation simply skips the layer.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import njit, prange
 
 from .._backend import register
 from .._cuda import cuda, cuda_jit
 from .._validate import is_device_array
-from ._launch import KERNELS, THREADS_1D, elementwise_cpu, elementwise_cuda, to_device
+from ._launch import KERNELS, SIMULATOR, THREADS_1D, elementwise_cpu, elementwise_cuda, to_device
 
 if cuda is not None:
     from numba.cuda.random import create_xoroshiro128p_states, xoroshiro128p_uniform_float64
@@ -73,7 +71,7 @@ def dropout_backward_cpu(dy, mask, out):
 # step is what "data stays where it lives" rules out): ``device_uniform`` fills u from
 # Numba's xoroshiro128+ generators, one stream per thread, seeded once per layer. The
 # masks are reproducible for a seed, but they are not the ones the host backends draw.
-RNG_THREADS = 64 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" else 64 * THREADS_1D
+RNG_THREADS = 64 if SIMULATOR else 64 * THREADS_1D
 
 
 @cuda_jit

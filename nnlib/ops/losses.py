@@ -27,7 +27,6 @@ bce_with_logits         logits z, targets t in [0, 1], (M,)
 from __future__ import annotations
 
 import math
-import os
 
 import numba
 import numpy as np
@@ -36,7 +35,7 @@ from numba import njit, prange
 from .._backend import register
 from .._cuda import cuda, cuda_jit
 from .._validate import is_device_array
-from ._launch import KERNELS, THREADS_ROW, to_device
+from ._launch import KERNELS, SIMULATOR, THREADS_ROW, to_device
 from .softmax import _block_reduce
 
 LOG_CLAMP = -100.0
@@ -206,11 +205,10 @@ register("bce_with_logits", "cpu")(_flat_launch(bce_with_logits_cpu))
 # blocks whose "warp" is 8 lanes wide, and at most 4 blocks, so that the grid-stride
 # loop runs several times even in small tests. The kernel works for any power-of-two
 # CE_WARP <= 32 that divides CE_THREADS.
-_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-CE_THREADS = 8 if _SIM else 256
+CE_THREADS = 8 if SIMULATOR else 256
 CE_WARP = min(32, CE_THREADS)  # the lanes that shuffle together
 CE_WARPS = CE_THREADS // CE_WARP  # warps a block (the shared-memory partial sums)
-CE_MAX_BLOCKS = 4 if _SIM else 1024
+CE_MAX_BLOCKS = 4 if SIMULATOR else 1024
 FULL_MASK = 0xFFFFFFFF
 
 
