@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # to 8.9 ms. OpenBLAS reads it when it loads: NumPy's only if nnlib is imported first.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from . import callbacks, datasets, functional, init, losses, optim, preprocessing
+from . import callbacks, datasets, functional, init, losses, optim, params, preprocessing, training
 from ._backend import (
     BACKENDS,
     BackendUnavailableError,
@@ -32,7 +32,6 @@ from ._backend import (
     use_backend,
 )
 from .gradient_check import GradCheck, gradcheck
-from .io import load, save
 from .layers import (
     ELU,
     Dense,
@@ -46,7 +45,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
-from .model import Sequential
+from .model import Sequential, load, save
 
 try:
     __version__ = version("nnlib")
@@ -80,7 +79,9 @@ __all__ = [
     "load",
     "losses",
     "optim",
+    "params",
     "preprocessing",
     "save",
+    "training",
     "use_backend",
 ]

@@ -125,7 +125,8 @@ def gradcheck(
     """
     from . import losses as losses_
     from .layers import Dropout
-    from .model import Sequential, _as_data
+    from ._inputs import as_data
+    from .model import Sequential
 
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be an nnlib Sequential; got {type(model).__name__}")
@@ -134,7 +135,7 @@ def gradcheck(
     m._set_backend(backend if backend is not None else model.backend)
     loss_fn = losses_.get(loss)
     loss_fn.backend = m.backend
-    X = _as_data(X, "X", np.float64)
+    X = as_data(X, "X", np.float64)
     targets = loss_fn.prepare(y, m.output_features, np.float64)
     if len(targets) != len(X):
         raise ValueError(f"X and y must have the same length; got {len(X)} and {len(targets)}")

@@ -1,14 +1,17 @@
-"""Save a trained model (and optionally its optimizer) to one file, and load it back.
+"""The nnlib model file: one archive that holds a model's description and arrays.
 
     nl.save(model, "digits.nnlib.npz", optimizer=opt)
     model, opt = nl.load("digits.nnlib.npz")            # or backend="cuda", ...
 
+(:func:`nnlib.save` and :func:`nnlib.load` live with :class:`nnlib.Sequential`; this
+module is the file format only and knows nothing of models.)
+
 The file is a NumPy ``.npz`` archive: the arrays (parameters as ``param/<name>``,
 optimizer state as ``optimizer/<name>/<state>``) and one JSON header (``__nnlib__``) with
 the format name and version, the nnlib version that wrote it, the dtype, the layers
-(class and constructor arguments), the loss of the last ``fit`` and the optimizer's
-class, hyper-parameters and step count. Nothing is pickled, so loading a file cannot run
-code, and a file can be inspected with ``numpy.load`` alone.
+(class and :meth:`~nnlib.Layer.get_config`), the loss of the last ``fit`` and the
+optimizer's class, hyper-parameters and step count. Nothing is pickled, so loading a
+file cannot run code, and a file can be inspected with ``numpy.load`` alone.
 
 Saving writes a temporary file next to the target and renames it over the target only
 once it is complete: an interrupted save leaves the previous file intact.
@@ -24,109 +27,29 @@ from pathlib import Path
 
 import numpy as np
 
-from . import layers as L
-from . import losses as losses_
-from . import optim
-from ._arrays import to_host
-from .init import INITIALIZERS
-from .model import Sequential
-
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "read", "write"]
 
 FORMAT = "nnlib.Sequential"
 FORMAT_VERSION = 1
 _HEADER = "__nnlib__"
-
-_LAYERS = {
-    cls.__name__: cls
-    for cls in (
-        L.Dense,
-        L.ReLU,
-        L.LeakyReLU,
-        L.PReLU,
-        L.ELU,
-        L.Sigmoid,
-        L.Tanh,
-        L.Softmax,
-        L.Dropout,
-    )
-}
-_OPTIMIZERS = {cls.__name__: cls for cls in (optim.SGD, optim.RMSprop, optim.Adam, optim.AdamW)}
 
 
 class ModelFileError(ValueError):
     """The file is not a model nnlib can load: not an nnlib file, corrupt, or too new."""
 
 
-def _layer_config(i, layer) -> dict:
-    name = type(layer).__name__
-    if _LAYERS.get(name) is not type(layer):
-        raise TypeError(
-            f"save: layers[{i}] is a {name}; nnlib can save these layers: {', '.join(_LAYERS)}"
-        )
-    if isinstance(layer, L.Dense):
-        init = layer.init_name if layer.init_name in INITIALIZERS else "xavier"
-        config = {
-            "in_features": layer.in_features,
-            "out_features": layer.out_features,
-            "init": init,  # (only used to build; the saved values replace it)
-            "activation": layer.activation,
-        }
-    elif isinstance(layer, L.PReLU):
-        config = {"alpha": layer.alpha0, "per_feature": layer.per_feature}
-    elif isinstance(layer, L.LeakyReLU):  # (ELU too: both keep alpha)
-        config = {"alpha": float(layer.alpha)}
-    elif isinstance(layer, L.Dropout):
-        config = {"p": layer.p}
-    else:
-        config = {}
-    return {"class": name, "config": config}
-
-
-def _loss_name(loss) -> str | None:
-    if loss is None:
-        return None
-    for name, cls in losses_.LOSSES.items():
-        if type(loss) is cls:
-            return name
-    return None
-
-
-def save(model: Sequential, path, optimizer: optim.Optimizer | None = None) -> Path:
-    """Write ``model`` (architecture and parameters) and, if given, ``optimizer`` (its
-    hyper-parameters, step count and state) to ``path``. Returns the path written."""
-    if not isinstance(model, Sequential):
-        raise TypeError(f"save: model must be an nnlib Sequential; got {type(model).__name__}")
-    if optimizer is not None and type(optimizer).__name__ not in _OPTIMIZERS:
-        raise TypeError(
-            f"save: optimizer must be one of {', '.join(_OPTIMIZERS)}; "
-            f"got {type(optimizer).__name__}"
-        )
-    model._require_built("save()")
+def write(path, header: dict, arrays: dict) -> Path:
+    """Write ``header`` (a JSON-able dict) and ``arrays`` (name -> array) to ``path``
+    atomically; the format's name and version and the nnlib version are added to the
+    header. Returns the path written."""
     path = Path(path)
-    arrays = {f"param/{k}": np.array(to_host(v)) for k, v in model.parameters().items()}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "nnlib_version": _version(),
-        "dtype": model.dtype.name,
-        "layers": [_layer_config(i, layer) for i, layer in enumerate(model.layers)],
-        "loss": _loss_name(model.loss),
-        "loss_reduction": getattr(model.loss, "reduction", None),
-        "optimizer": None,
+        **header,
     }
-    if optimizer is not None:
-        state = optimizer.state_dict()
-        header["optimizer"] = {
-            "class": type(optimizer).__name__,
-            "hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in state["hyper"].items()},
-            "t": state["t"],
-            "state": {k: sorted(v) for k, v in state["state"].items()},
-        }
-        for k, v in state["state"].items():
-            for s, a in v.items():
-                arrays[f"optimizer/{k}/{s}"] = a
-    arrays[_HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    arrays = {**arrays, _HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     _write_atomically(path, arrays)
     return path
 
@@ -153,7 +76,10 @@ def _version() -> str:
     return __version__
 
 
-def _read(path: Path) -> tuple[dict, dict]:
+def read(path) -> tuple[dict, dict]:
+    """The header and the arrays of the model file at ``path``; :class:`ModelFileError`
+    if it is not one (corrupt, truncated, another archive, or a newer format)."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load: no file {path}")
     try:
@@ -179,49 +105,3 @@ def _read(path: Path) -> tuple[dict, dict]:
             "Upgrade nnlib (pip install -U nnlib) to load it."
         )
     return header, arrays
-
-
-def load(path, *, backend: str | None = None):
-    """Read a file written by :func:`save`: the model, or ``(model, optimizer)`` when an
-    optimizer was saved with it. ``backend`` places the model on that backend (default:
-    the usual resolution, see :func:`nnlib.get_backend`)."""
-    path = Path(path)
-    header, arrays = _read(path)
-    try:
-        layers = [_LAYERS[spec["class"]](**spec["config"]) for spec in header["layers"]]
-        model = Sequential(layers, dtype=np.dtype(header["dtype"]))
-        model.build(seed=0)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"load: {path} describes a model nnlib cannot build: {err}") from None
-    params = model.parameters()
-    saved = {k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")}
-    if set(saved) != set(params):
-        raise ModelFileError(
-            f"load: {path} holds parameters {sorted(saved)}, but its layers need {sorted(params)}"
-        )
-    for name, value in saved.items():
-        if value.shape != params[name].shape:
-            raise ModelFileError(
-                f"load: parameter {name!r} in {path} has shape {value.shape}; its layer needs "
-                f"{params[name].shape}"
-            )
-    model.set_parameters({k: v.astype(model.dtype) for k, v in saved.items()})
-    if header.get("loss"):
-        model.loss = losses_.get(header["loss"], header.get("loss_reduction") or "mean")
-    model._set_backend(backend)
-    if header.get("optimizer") is None:
-        return model
-    spec = header["optimizer"]
-    try:
-        opt = _OPTIMIZERS[spec["class"]]()
-        hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["hyper"].items()}
-        state = {
-            k: {s: arrays[f"optimizer/{k}/{s}"] for s in names}
-            for k, names in spec["state"].items()
-        }
-        opt.load_state_dict({"hyper": hyper, "t": spec["t"], "state": state})
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(
-            f"load: {path} holds an optimizer nnlib cannot restore: {err}"
-        ) from None
-    return model, opt

@@ -23,6 +23,7 @@ from ._backend import dispatch
 from ._validate import is_device_array
 from .ops.dense import ACTIVATIONS
 from .ops.dropout import device_rng, device_uniform
+from .params import Slots
 
 __all__ = [
     "ELU",
@@ -63,16 +64,58 @@ class NotBuiltError(RuntimeError):
 
 
 class Layer:
-    """Base class. Subclasses set ``params``/``grads`` in :meth:`build`."""
+    """Base class. Subclasses fill ``params``/``grads`` in :meth:`build`.
+
+    ``params`` and ``grads`` are :class:`nnlib.params.Slots`: once built, assigning an
+    array to a name copies its values into the layer's own array (its shape must match),
+    and assigning a whole dict does so for each name. Inside a model those arrays are
+    views of the model's one flat parameter and gradient buffers.
+
+    Every subclass is registered by its class name (:data:`LAYERS`), and describes itself
+    with :meth:`get_config`: ``type(layer)(**layer.get_config())`` builds the same
+    layer, which is how a saved model is rebuilt.
+    """
 
     #: the backend the layer's ops run on (None: resolved at each call); set by Sequential
     backend: str | None = None
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            LAYERS[cls.__name__] = cls
+
     def __init__(self):
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
+        self._params, self._grads = Slots(), Slots()
         self.training = True
         self.built = True  # layers without parameters are always built
+
+    @property
+    def params(self) -> Slots:
+        """The parameters by name, e.g. ``{"W": (D, H), "b": (H,)}``."""
+        return self._params
+
+    @params.setter
+    def params(self, values: dict) -> None:
+        _fill(self._params, values, f"{self!r}.params")
+
+    @property
+    def grads(self) -> Slots:
+        """The gradients of the last backward pass, named and shaped like ``params``."""
+        return self._grads
+
+    @grads.setter
+    def grads(self, values: dict) -> None:
+        _fill(self._grads, values, f"{self!r}.grads")
+
+    def get_config(self) -> dict:
+        """The constructor arguments that rebuild this layer (JSON-able values)."""
+        if type(self).__init__ is not Layer.__init__:
+            raise TypeError(
+                f"{type(self).__name__} takes constructor arguments but does not describe "
+                "itself: define get_config() to return them (a dict), so that "
+                f"{type(self).__name__}(**layer.get_config()) rebuilds it"
+            )
+        return {}
 
     # ``in_features`` is the width of the input (None if unknown); returns the output width.
     def build(self, in_features: int | None, rng: np.random.Generator, dtype) -> int | None:
@@ -94,6 +137,30 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+#: every Layer subclass by class name (filled as they are defined), for loading
+LAYERS: dict[str, type[Layer]] = {}
+
+
+def layer_from_config(spec: dict) -> Layer:
+    """The layer ``{"class": name, "config": {...}}`` describes (see :meth:`Layer.get_config`)."""
+    cls = LAYERS.get(spec["class"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {spec['class']!r}; nnlib knows {sorted(LAYERS)}")
+    return cls(**spec["config"])
+
+
+def _fill(slots: Slots, values: dict, what: str) -> None:
+    """Put ``values`` (name -> array) into ``slots``: all new names (while building) or
+    exactly the names it has (copied into the arrays there)."""
+    if slots and set(values) != set(slots):
+        raise ValueError(
+            f"{what} has the names {sorted(slots)}; got {sorted(values)}. Assign each array "
+            "by name (layer.params['W'] = ...): a built layer keeps its parameters"
+        )
+    for name, value in values.items():
+        slots[name] = value
 
 
 # ---------------------------------------------------------------------------- Dense
@@ -154,6 +221,17 @@ class Dense(Layer):
 
     def output_features(self, in_features):
         return self.out_features
+
+    def get_config(self) -> dict:
+        # NOTE: a custom initializer (a callable) is saved as "xavier": it only matters
+        # for building, and a loaded model's values replace what it drew.
+        init = self.init_name if self.init_name in initializers.INITIALIZERS else "xavier"
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "init": init,
+            "activation": self.activation,
+        }
 
     def build(self, in_features, rng, dtype):
         if self.built:
@@ -277,6 +355,9 @@ class LeakyReLU(_Elementwise):
     def _scalars(self):
         return {"alpha": self.alpha}
 
+    def get_config(self) -> dict:
+        return {"alpha": float(self.alpha)}
+
     def __repr__(self):
         return f"LeakyReLU(alpha={self.alpha})"
 
@@ -340,6 +421,9 @@ class PReLU(Layer):
         self.grads["alpha"] = dalpha.reshape(self.params["alpha"].shape)
         return dx
 
+    def get_config(self) -> dict:
+        return {"alpha": self.alpha0, "per_feature": self.per_feature}
+
     def __repr__(self):
         return f"PReLU(alpha={self.alpha0}, per_feature={self.per_feature})"
 
@@ -398,6 +482,9 @@ class Dropout(Layer):
         if self.mask is None:
             return dy
         return dispatch("dropout_backward", self.backend)(dy, self.mask)
+
+    def get_config(self) -> dict:
+        return {"p": self.p}
 
     def __repr__(self):
         return f"Dropout(p={self.p})"

@@ -214,6 +214,14 @@ LOSSES = {
 }
 
 
+def name_of(loss: Loss | None) -> str | None:
+    """The name :func:`get` knows ``loss`` by (its first one), or None."""
+    for name, cls in LOSSES.items():
+        if type(loss) is cls:
+            return name
+    return None
+
+
 def get(loss, reduction: str = "mean") -> Loss:
     """A :class:`Loss` from its name (see :data:`LOSSES`) or an instance (returned)."""
     if isinstance(loss, Loss):

@@ -1,10 +1,18 @@
 """Optimizers and learning-rate schedules, with PyTorch's update rules.
 
-An optimizer is created with its hyper-parameters only; :meth:`Optimizer.bind` (called
-by ``fit``) hands it the model's parameters and gradients, two dicts keyed by name.
-:meth:`Optimizer.step` then updates every parameter in place with one fused op per
-tensor (``sgd_update``, ``rmsprop_update``, ``adam_update``; the formulas are in
-:mod:`nnlib.ops.optim`):
+An optimizer is created with its hyper-parameters only. :meth:`Optimizer.bind` hands it
+what to update:
+
+* a model's :class:`nnlib.params.ParameterStore` (``fit`` and ``train_on_batch`` do
+  this): the optimizer then keeps each state in one flat buffer beside the store's, and
+  :meth:`Optimizer.step` updates every parameter with **one** fused op call on the flat
+  buffers;
+* or two dicts keyed by name, parameters and their gradients (any arrays of yours):
+  :meth:`Optimizer.step` then makes one call per tensor.
+
+The optimizer is the only code that updates the parameters. The fused ops are
+``sgd_update``, ``rmsprop_update`` and ``adam_update``; their formulas are in
+:mod:`nnlib.ops.optim`:
 
 SGD       g = grad + wd p;  b = mu b + (1 - dampening) g  (b = g at step 1);
           p -= lr (g + mu b)  (Nesterov)  or  p -= lr b  (momentum)  or  p -= lr g
@@ -22,12 +30,14 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 import numpy as np
 
-from ._arrays import like, to_host, zeros_like
+from ._arrays import assign, like, to_host, zeros_like
 from ._backend import dispatch
 from ._validate import check_scalar
+from .params import ParameterStore
 
 __all__ = [
     "SGD",
@@ -57,10 +67,17 @@ def _unit(value, name):
 
 
 class Optimizer:
-    """Base class. Subclasses list their state arrays in ``state_names``."""
+    """Base class. Subclasses list their state arrays in ``state_names`` and their
+    constructor arguments in ``hyper_names``; each is registered by class name
+    (:data:`OPTIMIZERS`) so a saved optimizer can be rebuilt."""
 
     state_names: tuple[str, ...] = ()
     hyper_names: tuple[str, ...] = ("lr",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            OPTIMIZERS[cls.__name__] = cls
 
     def __init__(self, lr: float):
         self.lr = check_scalar(lr, "lr", positive=True)
@@ -68,43 +85,84 @@ class Optimizer:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.store: ParameterStore | None = None  # what bind() was given, if a store
+        self.flat_state: dict[str, object] = {}  # state name -> (P,) buffer, with a store
         self.backend = None
 
-    def bind(self, params: dict, grads: dict) -> Optimizer:
-        """Use the parameters ``params`` and their gradients ``grads`` (dicts by name).
+    def bind(self, params, grads: dict | None = None) -> Optimizer:
+        """Use ``params``: a :class:`~nnlib.params.ParameterStore`, or a dict of
+        parameters by name with ``grads``, their gradients (a dict with the same names
+        and shapes).
 
         State already present for a name of the same shape is kept (so a restored
-        ``state_dict`` or a second ``fit`` continue where they left off).
+        ``state_dict`` or a second ``fit`` continue where they left off), moved to where
+        the parameter lives (host or GPU).
         """
+        if isinstance(params, ParameterStore):
+            if grads is not None:
+                raise TypeError("bind(store): a ParameterStore holds its gradients; pass it alone")
+            store = params
+            old = self.state
+            self.store, self.params, self.grads = store, store.params, store.grads
+            self.flat_state = {s: store.zeros() for s in self.state_names}
+            self.state = {}
+            for name, p in store.params.items():
+                views = {s: store.view(self.flat_state[s], name) for s in self.state_names}
+                kept = old.get(name)
+                if kept is not None and _same_layout(kept, p, self.state_names):
+                    for s in self.state_names:
+                        assign(views[s], kept[s])
+                self.state[name] = views
+            return self
+        if not isinstance(params, dict) or not isinstance(grads, dict):
+            raise TypeError(
+                "bind needs a ParameterStore, or two dicts (parameters and gradients by name); "
+                f"got {type(params).__name__} and {type(grads).__name__}"
+            )
+        for name, p in params.items():
+            g = grads.get(name)
+            if g is None or tuple(g.shape) != tuple(p.shape):
+                raise ValueError(
+                    f"bind: grads[{name!r}] must exist with the shape of params[{name!r}], "
+                    f"{tuple(p.shape)}; got {None if g is None else tuple(g.shape)}"
+                )
+        self.store, self.flat_state = None, {}
         self.params, self.grads = params, grads
         for name, p in params.items():
             old = self.state.get(name)
-            if old is None or any(
-                tuple(a.shape) != tuple(p.shape) or a.dtype != p.dtype for a in old.values()
-            ):
-                self.state[name] = {s: zeros_like(p) for s in self.state_names}
-            else:  # kept, and moved to where the parameter lives (host or GPU)
+            if old is not None and _same_layout(old, p, self.state_names):
                 self.state[name] = {s: like(a, p) for s, a in old.items()}
+            else:
+                self.state[name] = {s: zeros_like(p) for s in self.state_names}
         return self
 
     def step(self) -> None:
-        """Update every bound parameter in place from its current gradient."""
+        """Update every bound parameter in place from its current gradient: one fused
+        call on the flat buffers when bound to a store, one call per tensor otherwise."""
         if not self.params:
             raise RuntimeError(
-                "the optimizer has no parameters: bind it with optimizer.bind(model.parameters(), "
-                "model.gradients()) or pass it to model.fit"
+                "the optimizer has no parameters: pass it to model.fit or "
+                "model.train_on_batch, or bind it with optimizer.bind(params, grads)"
             )
         self.t += 1
+        if self.store is not None:
+            store = self.store
+            self._update(store.flat_params, store.flat_grads, self.flat_state)
+            return
         for name, p in self.params.items():
             self._update(p, self.grads[name], self.state[name])
 
     def _update(self, p, g, state):
         raise NotImplementedError
 
+    def get_config(self) -> dict:
+        """The constructor arguments (the hyper-parameters) that rebuild this optimizer."""
+        return {k: getattr(self, k) for k in self.hyper_names}
+
     def state_dict(self) -> dict:
         """Hyper-parameters, step count and copies of the state arrays (NumPy arrays)."""
         return {
-            "hyper": {k: getattr(self, k) for k in self.hyper_names},
+            "hyper": self.get_config(),
             "t": self.t,
             "state": {
                 k: {s: np.array(to_host(a)) for s, a in v.items()} for k, v in self.state.items()
@@ -112,15 +170,73 @@ class Optimizer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore what :meth:`state_dict` returned (copies are taken)."""
+        """Restore what :meth:`state_dict` returned (its arrays are copied).
+
+        When the optimizer is bound, the state must hold exactly the bound parameters'
+        names, each with every state array in the parameter's shape.
+        """
+        if not isinstance(state, dict) or not {"hyper", "t", "state"} <= set(state):
+            raise ValueError(
+                "load_state_dict needs what state_dict() returns: a dict with 'hyper', 't' "
+                f"and 'state'; got {type(state).__name__}"
+                + (f" with keys {sorted(state)}" if isinstance(state, dict) else "")
+            )
+        arrays = state["state"]
+        if self.params:
+            if set(arrays) != set(self.params):
+                raise ValueError(
+                    f"load_state_dict: the state is for parameters {sorted(arrays)}, but the "
+                    f"optimizer is bound to {sorted(self.params)}: load the state of an "
+                    "optimizer of the same model"
+                )
+            for name, p in self.params.items():
+                if not _same_layout(arrays[name], p, self.state_names, check_dtype=False):
+                    raise ValueError(
+                        f"load_state_dict: state[{name!r}] must hold {list(self.state_names)}, "
+                        f"each of shape {tuple(p.shape)}; got "
+                        f"{ {s: tuple(np.shape(a)) for s, a in arrays[name].items()} }"
+                    )
+        t = state["t"]
+        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
+            raise ValueError(f"load_state_dict: 't' must be an int >= 0; got {t!r}")
         for k, v in state["hyper"].items():
+            if k not in self.hyper_names:
+                raise ValueError(
+                    f"load_state_dict: {type(self).__name__} has no hyper-parameter {k!r} "
+                    f"(it has {list(self.hyper_names)})"
+                )
             setattr(self, k, v)
-        self.t = int(state["t"])
-        self.state = copy.deepcopy(state["state"])
+        self.t = int(t)
+        if self.params:  # into the arrays the update uses (flat views or the bound state)
+            for name, held in self.state.items():
+                for s in self.state_names:
+                    assign(held[s], np.asarray(arrays[name][s]))
+        else:
+            self.state = copy.deepcopy(arrays)
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.hyper_names)
         return f"{type(self).__name__}({args})"
+
+
+#: every Optimizer subclass by class name (filled as they are defined), for loading
+OPTIMIZERS: dict[str, type[Optimizer]] = {}
+
+
+def optimizer_from_config(name: str, config: dict) -> Optimizer:
+    """The optimizer of class ``name`` (see :data:`OPTIMIZERS`) built from ``config``."""
+    cls = OPTIMIZERS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; nnlib knows {sorted(OPTIMIZERS)}")
+    return cls(**config)
+
+
+def _same_layout(state: dict, p, names, check_dtype: bool = True) -> bool:
+    """True if ``state`` holds every one of ``names``, each shaped (and typed) like ``p``."""
+    return set(state) == set(names) and all(
+        tuple(np.shape(a)) == tuple(p.shape) and (not check_dtype or a.dtype == p.dtype)
+        for a in state.values()
+    )
 
 
 class SGD(Optimizer):

@@ -1,0 +1,292 @@
+"""Training: one step, and the loop around it.
+
+* :class:`TrainStep` is *the* training step: forward (training mode), loss, backward,
+  one optimizer update. ``Sequential.fit`` runs it once per mini-batch and
+  ``Sequential.train_on_batch`` once per call, so the two cannot drift apart.
+* :func:`fit` is the loop: validation of everything before any kernel runs, the split,
+  the shuffling, the callbacks, the progress bar and the epoch logs.
+
+The model's parameters and gradients live in one flat buffer each (its
+:class:`~nnlib.params.ParameterStore`); the step binds the optimizer to that store, and
+the optimizer updates every parameter in one call on it.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numba
+import numpy as np
+
+from . import callbacks as cb
+from . import init as initializers
+from . import losses as losses_
+from ._arrays import to_backend, to_host, zeros_like_on
+from ._backend import resolve_backend
+from ._inputs import as_data, check_features, check_int, check_lengths
+from .layers import Dense, Dropout
+from .ops.gather import take_rows
+from .optim import Adam, Optimizer
+
+__all__ = ["SERIAL_BELOW", "TrainStep", "fit"]
+
+# Below this many elements of elementwise work per step (the Dense outputs N x H and
+# the parameters), the step's Numba loops run on one thread: waking a sleeping OpenMP
+# thread costs about 8 us a parallel loop on the 2-core reference machine, more than
+# the loop's work (a 64-128-10 step ran 2.1x faster on one thread, a 784-256-10 one
+# 1.1x; a 784-1024-10 one, 1.3 million elements, the same either way). BLAS keeps its
+# own threads.
+SERIAL_BELOW = 500_000
+
+
+def check_optimizer(optimizer) -> Optimizer:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be an nnlib.optim optimizer (e.g. nl.optim.Adam(lr=1e-3)); got "
+            f"{type(optimizer).__name__}"
+        )
+    return optimizer
+
+
+class TrainStep:
+    """One training step of ``model`` with ``loss_fn`` and ``optimizer`` on ``backend``.
+
+    Making it checks the arguments, puts the parameters where the backend computes and
+    binds the optimizer to the model's parameter store. Calling it runs a step on a
+    batch that is already validated and placed: ``step(X, targets, acc)`` adds the
+    batch's loss sum and correct count to ``acc`` (2,) and returns the output (N, K).
+    ``step(X, targets, acc, hooks, *args)`` also calls each ``hook(*args)`` between the
+    backward pass and the update (``fit``'s ``on_after_backward`` callbacks).
+
+    It also carries the thread policy: a small step runs its Numba loops on one thread
+    (see :data:`SERIAL_BELOW`).
+    """
+
+    def __init__(self, model, loss_fn: losses_.Loss, optimizer: Optimizer, backend: str):
+        model._require_built("training")
+        self.model, self.loss_fn = model, loss_fn
+        self.optimizer = check_optimizer(optimizer)
+        self.backend = resolve_backend(backend)
+        loss_fn.backend = self.backend
+        # elementwise work of a step: every parameter, plus H per example for each Dense
+        self.work_per_example = sum(
+            layer.out_features for layer in model.layers if isinstance(layer, Dense)
+        )
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Place the parameters for the backend and bind the optimizer to them."""
+        model = self.model
+        model._set_backend(self.backend)
+        model._place(self.backend)
+        model.loss = self.loss_fn
+        self.optimizer.backend = self.backend
+        self.optimizer.bind(model.store)
+        self.bound = (model.store, model.store.version)
+
+    def ready(self) -> bool:
+        """False when something moved the parameters since :meth:`prepare` (a ``fit``
+        on another backend, a rebuild, another optimizer bound to them)."""
+        store = self.model.store
+        return (
+            self.bound == (store, store.version)
+            and self.optimizer.store is store
+            and self.model.backend == self.backend
+        )
+
+    def serial(self, n: int) -> bool:
+        """Whether a step on ``n`` examples runs its Numba loops on one thread."""
+        work = self.model.store.size + n * self.work_per_example
+        return self.backend == "cpu" and work < SERIAL_BELOW
+
+    def __call__(self, X, targets, acc, after_backward=(), *args):
+        model, loss_fn = self.model, self.loss_fn
+        threads = numba.get_num_threads() if self.serial(len(X)) else None
+        if threads is not None:
+            numba.set_num_threads(1)
+        try:
+            out = model._forward(X, training=True)
+            loss_fn.accumulate(out, targets, acc)
+            model.backward(loss_fn.backward(), input_grad=False)
+            for hook in after_backward:  # (callbacks: they may change gradients in place)
+                hook(*args)
+            self.optimizer.step()  # every parameter in one call, on the flat buffers
+        finally:
+            if threads is not None:
+                numba.set_num_threads(threads)
+        return out
+
+
+def train_on_batch(model, X, y, *, loss, optimizer, backend, reduction) -> float:
+    """What :meth:`nnlib.Sequential.train_on_batch` does (see there)."""
+    model._require_built("train_on_batch()")
+    step = model._train_plan
+    if step is None or not _same_plan(step, loss, optimizer, backend, reduction):
+        if optimizer is None:  # one default Adam, kept between the calls without one
+            kept = step is not None and step.default_optimizer
+            optimizer = step.optimizer if kept else Adam(lr=1e-3)
+            default = True
+        else:
+            default = False
+        step = TrainStep(model, losses_.get(loss, reduction), optimizer, backend)
+        step.loss, step.reduction, step.default_optimizer = loss, reduction, default
+        model._train_plan = step
+    elif not step.ready():
+        step.prepare()
+    X = as_data(X, "X", model.dtype)
+    targets = step.loss_fn.prepare(y, model.output_features, model.dtype)
+    check_features(X, model)
+    check_lengths(X, targets)
+    X, targets = to_backend(X, step.backend), to_backend(targets, step.backend)
+    acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
+    out = step(X, targets, acc)
+    return float(to_host(acc)[0]) * step.loss_fn._scale(out)
+
+
+def _same_plan(step, loss, optimizer, backend, reduction) -> bool:
+    same_optimizer = step.default_optimizer if optimizer is None else optimizer is step.optimizer
+    same_loss = loss is step.loss or (isinstance(loss, str) and loss == step.loss)
+    return (
+        same_optimizer
+        and same_loss
+        and reduction == step.reduction
+        and resolve_backend(backend) == step.backend
+    )
+
+
+def _hooks(callbacks, name):
+    """The callbacks' ``name`` methods, leaving out those that do nothing."""
+    base = getattr(cb.Callback, name)
+    return [getattr(c, name) for c in callbacks if getattr(type(c), name) is not base]
+
+
+def fit(
+    model,
+    X,
+    y,
+    *,
+    loss="softmax_cross_entropy",
+    optimizer: Optimizer | None = None,
+    epochs: int = 1,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    validation_split: float = 0.0,
+    validation_data=None,
+    seed=None,
+    callbacks=None,
+    verbose: int = 1,
+    backend: str | None = None,
+    reduction: str = "mean",
+) -> cb.History:
+    """What :meth:`nnlib.Sequential.fit` does (see there for the arguments)."""
+    # ---- validate everything before any kernel runs
+    epochs = check_int(epochs, "epochs", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    optimizer = check_optimizer(Adam(lr=1e-3) if optimizer is None else optimizer)
+    loss_fn = losses_.get(loss, reduction)
+    if isinstance(validation_split, bool) or not (
+        isinstance(validation_split, numbers.Real) and 0 <= validation_split < 1
+    ):
+        raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
+    if validation_split and validation_data is not None:
+        raise ValueError("give validation_split or validation_data, not both")
+    callbacks = list(callbacks or [])
+    for c in callbacks:
+        if not isinstance(c, cb.Callback):
+            raise TypeError(f"callbacks must be nnlib Callbacks; got {type(c).__name__}")
+    backend = resolve_backend(backend)
+    rng = initializers.rng_from(seed)
+    X = as_data(X, "X", model.dtype)
+    if not model.built:
+        model.build(X.shape[1], seed=rng)
+    check_features(X, model)
+    targets = loss_fn.prepare(y, model.output_features, model.dtype)
+    check_lengths(X, targets)
+    if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            raise TypeError("validation_data must be a pair (X_val, y_val)")
+        X_val = as_data(validation_data[0], "validation_data[0]", model.dtype)
+        y_val = loss_fn.prepare(validation_data[1], model.output_features, model.dtype, "y_val")
+        if X_val.shape[1] != X.shape[1] or len(X_val) != len(y_val):
+            raise ValueError(
+                f"validation_data must be (N_val, {X.shape[1]}) data with N_val targets; "
+                f"got {X_val.shape} and {len(y_val)} targets"
+            )
+    elif validation_split:
+        n_val = round(len(X) * validation_split)
+        perm = rng.permutation(len(X))
+        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        X_val, y_val = X[val_idx], targets[val_idx]
+        X, targets = X[train_idx], targets[train_idx]
+    else:
+        X_val = y_val = None
+    if len(X) == 0 and epochs > 0:
+        raise ValueError("no training examples left (X is empty after the validation split)")
+    for layer in model.layers:  # each Dropout gets its own stream, derived from seed
+        if isinstance(layer, Dropout):
+            layer.reseed(rng.integers(2**63))
+    # The data, the parameters and the optimizer state go where the backend computes,
+    # once: on "cuda" nothing crosses the bus again until the end of fit (except the
+    # shuffled order, once per epoch, and the epoch's loss sums, read back once).
+    step = TrainStep(model, loss_fn, optimizer, backend)
+    X, targets = to_backend(X, backend), to_backend(targets, backend)
+    if X_val is not None:
+        X_val, y_val = to_backend(X_val, backend), to_backend(y_val, backend)
+    history = cb.History()
+    callbacks = [history, *callbacks]
+    for c in callbacks:
+        c.set_context(model, optimizer)
+    batch_begin, batch_end = _hooks(callbacks, "on_batch_begin"), _hooks(callbacks, "on_batch_end")
+    after_backward = _hooks(callbacks, "on_after_backward")
+
+    # ---- the loop
+    n = len(X)
+    n_batches = -(-n // batch_size)
+    model.stop_training = False
+    bar = _progress(epochs, verbose)
+    for c in callbacks:
+        c.on_train_begin({})
+    for epoch in range(epochs):
+        for c in callbacks:
+            c.on_epoch_begin(epoch, {})
+        order = to_backend(rng.permutation(n) if shuffle else np.arange(n), backend)
+        acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
+            for hook in batch_begin:
+                hook(b, logs)
+            if not step.ready():
+                step.prepare()  # a callback moved the parameters
+            step(take_rows(X, idx), take_rows(targets, idx), acc, after_backward, b, logs)
+            for hook in batch_end:
+                hook(b, logs)
+        logs = model._epoch_logs(acc, n, loss_fn)  # the one read-back of the epoch
+        if X_val is not None and len(X_val):
+            logs.update({f"val_{k}": v for k, v in model._evaluate(X_val, y_val, loss_fn).items()})
+        logs["lr"] = optimizer.lr
+        for c in callbacks:
+            c.on_epoch_end(epoch, logs)
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+            bar.update(1)
+        if model.stop_training:
+            break
+    for c in callbacks:
+        c.on_train_end({})
+    if bar is not None:
+        bar.close()
+    model._set_training(False)
+    model._place("numpy")  # back to host memory: the end of fit is an explicit boundary
+    optimizer.bind(model.store)
+    return history
+
+
+def _progress(epochs, verbose):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: no bar then
+        return None
+    return tqdm(total=epochs, unit="epoch", leave=True)
