@@ -195,7 +195,8 @@ def test_train_on_batch_makes_one_optimizer_launch_per_step(monkeypatch):
     # every parameter, gradient and state array is a view of one flat GPU buffer each
     from nnlib._validate import is_device_array
 
-    P, G, S = model._train_plan.flat.buffers
+    P, G = model.store.flat_params, model.store.flat_grads
+    S = opt.flat_state
     assert all(is_device_array(a) for a in (P, G, *S.values()))
     assert P.size == sum(p.size for p in model.parameters().values())
     P.copy_to_device(np.arange(P.size, dtype=P.dtype))  # written through the flat buffer...
@@ -279,7 +280,7 @@ def test_after_fit_the_parameters_are_the_gpu_values_on_the_host(tmp_path):
     # train_on_batch after fit moves everything back into flat GPU buffers and goes on
     model.train_on_batch(X, y, optimizer=opt, backend="cuda")
     assert opt.t == 4
-    P = model._train_plan.flat.buffers[0]
+    P = model.store.flat_params
     assert model.parameters()["1.alpha"].copy_to_host() == P.copy_to_host()[20]
 
 
