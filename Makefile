@@ -1,7 +1,9 @@
 # The two commands of the course:
 #   make lab    set up .venv (if needed) and open the course in JupyterLab
 #   make test   set up .venv (if needed) and run the whole test suite
-# Both reuse .venv; it is re-installed only when pyproject.toml changes.
+# Both reuse .venv, with nnlib and the course's grader (course/, nnlib-course) installed
+# in editable mode; it is re-installed only when pyproject.toml or course/pyproject.toml
+# changes.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -39,7 +41,7 @@ format: $(VENV)/.installed-course-test
 NB ?=
 .PHONY: grade
 grade: $(VENV)/.installed-course
-	$(BIN)/python -m nnlib.grading grade $(NB)
+	$(BIN)/python -m nncourse grade $(NB)
 
 info: $(VENV)/.installed-course
 	$(BIN)/python -m nnlib info
@@ -49,9 +51,11 @@ $(BIN)/python:
 	  { echo "nnlib needs Python 3.10 or newer; '$(PYTHON)' is $$($(PYTHON) --version). Run e.g. 'make test PYTHON=python3.11'."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-# One stamp per set of extras: installing is skipped while pyproject.toml is unchanged.
-$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(subst -,$(comma),$*)]"
+# One stamp per set of nnlib's extras: installing nnlib (with those extras) and the
+# course's grader is skipped while neither pyproject.toml changes.
+$(VENV)/.installed-%: pyproject.toml course/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+	  -e ".[$(subst -,$(comma),$*)]" -e ./course
 	@touch $@
 
 comma := ,

@@ -27,6 +27,10 @@ def _pyproject():
     return data["dependencies"], data["optional-dependencies"]
 
 
+def _course_pyproject():
+    return tomllib.loads((ROOT / "course" / "pyproject.toml").read_text())
+
+
 def _environment():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda, pip = [], []
@@ -40,11 +44,21 @@ def _environment():
 
 def test_environment_yml_lists_the_same_packages_and_bounds_as_pyproject():
     core, extras = _pyproject()
-    wanted = dict(_split(r) for r in core + [r for reqs in extras.values() for r in reqs])
+    course = [r for r in _course_pyproject()["project"]["dependencies"] if _split(r)[0] != "nnlib"]
+    wanted = {}
+    for r in core + [r for reqs in extras.values() for r in reqs] + course:
+        name, bounds = _split(r)
+        assert wanted.setdefault(name, bounds) == bounds, f"{name}: {bounds} and {wanted[name]}"
     conda, pip = _environment()
     listed = dict(_split(r) for r in conda + pip)
     listed.pop("python"), listed.pop("pip")
     assert listed == wanted
+
+
+def test_environment_yml_installs_nnlib_and_the_course():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    (pip,) = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict)]
+    assert "-e ." in pip and "-e ./course" in pip
 
 
 def test_numpy_is_capped_below_2_5_for_numba_cuda():
@@ -73,3 +87,32 @@ def test_readme_starts_with_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     first_screen = readme[: readme.index("make test") + 200]
     assert "make lab" in first_screen
+
+
+def test_nnlib_is_only_the_library_and_the_grader_is_its_own_distribution():
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert root["tool"]["setuptools"]["packages"]["find"]["include"] == ["nnlib*"]
+    assert not any("grading" in p for p in root["tool"]["setuptools"]["package-data"]["nnlib"])
+    assert not (ROOT / "nnlib" / "grading").exists()
+    course = _course_pyproject()
+    assert course["project"]["name"] == "nnlib-course"
+    assert course["tool"]["setuptools"]["packages"]["find"]["include"] == ["nncourse*"]
+    assert course["tool"]["setuptools"]["package-data"]["nncourse"] == ["*.cfg"]
+    assert (ROOT / "course" / "nncourse" / "nbval_sanitize.cfg").is_file()
+    needs = {_split(r)[0] for r in course["project"]["dependencies"]}
+    assert {"nnlib", "nbformat", "nbclient", "ipykernel", "nbval", "hypothesis"} <= needs
+
+
+def test_nnlib_never_imports_the_course():
+    for path in sorted((ROOT / "nnlib").rglob("*.py")):
+        text = path.read_text()
+        assert "nncourse" not in text and "nbformat" not in text, path.relative_to(ROOT)
+
+
+def test_make_installs_both_and_grades_with_nncourse():
+    makefile = (ROOT / "Makefile").read_text()
+    stamp = re.search(r"^\$\(VENV\)/\.installed-%: (.*?)\|", makefile, re.M)
+    assert stamp and stamp.group(1).split() == ["pyproject.toml", "course/pyproject.toml"]
+    assert re.search(r'-e "\.\[\$\(subst -,\$\(comma\),\$\*\)\]" -e \./course', makefile)
+    assert "$(BIN)/python -m nncourse grade $(NB)" in makefile
+    assert "nnlib.grading" not in makefile

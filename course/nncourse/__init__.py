@@ -1,8 +1,14 @@
-"""Autograded exercises: the checks behind the grade cells, the notebook build, the grader.
+"""The course's grader (distribution ``nnlib-course``): the checks behind the grade
+cells, the notebook build, the grader. It lives beside nnlib, not in it: nnlib never
+imports it.
 
 * :func:`check` is what a grade cell calls: ``check("softmax", softmax)``.
-* ``python -m nnlib.grading build [--check]`` generates ``exercises/`` from ``solutions/``.
-* ``python -m nnlib.grading grade [NOTEBOOK ...]`` (``make grade``) grades notebooks.
+* ``python -m nncourse build [--check]`` generates ``exercises/`` from ``solutions/``.
+* ``python -m nncourse grade [NOTEBOOK ...]`` (``make grade``) grades notebooks.
+* ``python -m nncourse reset NOTEBOOK EXERCISE ...`` starts exercises over.
+
+The course's folder (``exercises/`` and ``solutions/``) is ``--root``, ``$NNCOURSE_ROOT``
+or the nearest one above the current directory (:func:`~nncourse.notebooks.course_root`).
 
 Each exercise set registers its checks in its own module, imported here. Exercise names
 are unique across the whole course.

@@ -1,7 +1,7 @@
 """pytest plugin used by the grader: records each nbval cell's result with its tags.
 
-Loaded with ``-p nnlib.grading._nbval_plugin``; writes one JSON line per cell to the file
-named by ``NNLIB_GRADE_REPORT``. It also makes nbval notice a dead kernel within a second
+Loaded with ``-p nncourse._nbval_plugin``; writes one JSON line per cell to the file
+named by ``NNCOURSE_GRADE_REPORT``. It also makes nbval notice a dead kernel within a second
 instead of waiting for the cell timeout.
 """
 
@@ -49,7 +49,7 @@ _patch_nbval()
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    path = os.environ.get("NNLIB_GRADE_REPORT")
+    path = os.environ.get("NNCOURSE_GRADE_REPORT")
     cell = getattr(item, "cell", None)
     if path is None or cell is None:
         return

@@ -7,12 +7,12 @@ the wrong answers learners typically write, so the feedback can name the mistake
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from .. import functional as F
-from ..gradient_check import check_vjp
+from nnlib import functional as F
+from nnlib._cuda import SIMULATOR
+from nnlib.gradient_check import check_vjp
+
 from .checks import (
     CheckFailed,
     WrongAnswer,
@@ -627,22 +627,19 @@ cuda_ex.error_hints.append(
 )
 
 
-def _on_simulator() -> bool:
-    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-
-
 cuda_ex.notes = lambda: [
-    "ran under the CUDA simulator (no GPU here)" if _on_simulator() else "ran on the GPU"
+    "ran under the CUDA simulator (no GPU here)" if SIMULATOR else "ran on the GPU"
 ]
 
 
 def _cuda():
-    from .._backend import backend_problem
+    from nnlib._backend import backend_problem
 
     problem = backend_problem("cuda")
     if problem is not None:
         raise CheckFailed(f"CUDA is not available here: {problem}")
-    from .._cuda import cuda
+    import numba_cuda  # noqa: F401  (numba's own built-in numba.cuda is deprecated)
+    from numba import cuda
 
     return cuda
 

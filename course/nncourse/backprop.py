@@ -20,9 +20,10 @@ import textwrap
 
 import numpy as np
 
-from .. import functional as F
-from .._backend import dispatch, use_backend
-from ..gradient_check import check_vjp, numerical_gradient, relative_error
+from nnlib import functional as F
+from nnlib._backend import dispatch, use_backend
+from nnlib.gradient_check import check_vjp, numerical_gradient, relative_error
+
 from .checks import CheckFailed, WrongAnswer, exercise, expect, expect_unchanged
 from .numba_checks import call_nopython, dispatcher, prange_loops
 
@@ -556,7 +557,7 @@ def _mlp_data(n=8, seed=61):
 
 def _nnlib_mlp(params):
     """The same network as nnlib layers, in float64 (the reference backprop)."""
-    from ..layers import Dense, ReLU
+    from nnlib.layers import Dense, ReLU
 
     d, h = params["W1"].shape
     c = params["W2"].shape[1]

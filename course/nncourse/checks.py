@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..testing import assert_close, to_host, tolerance
+import nncourse
+import nnlib
+from nnlib.testing import assert_close, to_host, tolerance
 
 STUB_MARK = "(exercise not done yet)"
 
@@ -271,13 +273,18 @@ def is_stub(fn) -> bool:
     return code is not None and any(isinstance(c, str) and STUB_MARK in c for c in code.co_consts)
 
 
+# the folders of nnlib and of this package: frames in them are not the learner's code
+_OUR_CODE = tuple(
+    os.path.dirname(os.path.abspath(module.__file__)) + os.sep for module in (nnlib, nncourse)
+)
+
+
 def _where_in_learner_code(err: BaseException) -> str:
-    """`line N: source` of the deepest frame outside nnlib and numpy, if any."""
+    """`line N: source` of the deepest frame outside nnlib, this grader and numpy, if any."""
     frames = traceback.extract_tb(err.__traceback__)
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for frame in reversed(frames):
         path = os.path.abspath(frame.filename)
-        if not path.startswith(here) and "site-packages" not in path:
+        if not path.startswith(_OUR_CODE) and "site-packages" not in path:
             return f" (line {frame.lineno}: {(frame.line or '').strip()})"
     return ""
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functional as F
-from ..gradient_check import numerical_gradient, relative_error
+from nnlib import functional as F
+from nnlib.gradient_check import numerical_gradient, relative_error
+
 from .checks import CheckFailed, WrongAnswer, exercise, expect, expect_unchanged, matches, quiet
 from .numba_checks import add_numba_subchecks, call_nopython, dispatcher
 

@@ -1,7 +1,7 @@
 """Grade a learner's exercise notebook with nbval, without ever writing to it.
 
 1. The canonical notebook is generated afresh from the solution notebook (the same
-   :func:`~nnlib.grading.notebooks.make_exercise` as the build), so edited or deleted grade
+   :func:`~nncourse.notebooks.make_exercise` as the build), so edited or deleted grade
    cells change nothing.
 2. Each answer cell of the learner (found by its ``answer:<exercise>`` tag, never by its
    position) replaces the stub of the same tag; a missing one leaves the stub.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import nbformat
 
-from .notebooks import ANSWER, GRADE, META, ROOT, make_exercise, tagged
+from .notebooks import ANSWER, GRADE, META, CourseRootNotFound, course_root, make_exercise, tagged
 
 DEFAULT_CELL_TIMEOUT = 120
 
@@ -41,13 +41,25 @@ class ExerciseResult:
     feedback: list[str] = field(default_factory=list)
 
 
-def solution_for(learner_path: Path, learner_nb) -> Path:
-    """The solution notebook a learner's notebook was generated from."""
+def solution_for(learner_path: Path, learner_nb, root: Path | None = None) -> Path:
+    """The solution notebook a learner's notebook was generated from.
+
+    Looked for in the course's folder (``root``, else :func:`course_root`'s answer), under
+    the name the notebook recorded and then under its own file name; also beside the
+    notebook's own folder (``exercises/../solutions/``), so a notebook graded from outside
+    the course's folder is still found.
+    """
     recorded = learner_nb.metadata.get(META, {}).get("source")
-    candidates = []
-    if recorded:
-        candidates += [learner_path.resolve().parent.parent / recorded, ROOT / recorded]
-    candidates.append(ROOT / "solutions" / learner_path.name)
+    near = [learner_path.resolve().parent.parent / recorded] if recorded else []
+    try:
+        course = course_root(root)
+    except CourseRootNotFound:
+        found = [c for c in near if c.exists()]
+        if found:
+            return found[0]
+        raise
+    candidates = [course / recorded] if recorded else []
+    candidates += [*near, course / "solutions" / learner_path.name]
     for candidate in candidates:
         if candidate.exists():
             return candidate
@@ -88,7 +100,7 @@ def _run_nbval(nb, workdir: Path, cell_timeout: int) -> list[dict]:
     report = workdir / "report.jsonl"
     report.unlink(missing_ok=True)
     (workdir / "pytest.ini").write_text("[pytest]\n")
-    env = dict(os.environ, NNLIB_GRADE_REPORT=str(report))
+    env = dict(os.environ, NNCOURSE_GRADE_REPORT=str(report))
     subprocess.run(
         [
             sys.executable,
@@ -97,7 +109,7 @@ def _run_nbval(nb, workdir: Path, cell_timeout: int) -> list[dict]:
             "--nbval-lax",
             f"--nbval-cell-timeout={cell_timeout}",
             "-p",
-            "nnlib.grading._nbval_plugin",
+            "nncourse._nbval_plugin",
             "-p",
             "no:cacheprovider",
             "-q",
@@ -137,12 +149,18 @@ def _first_line(text: str) -> str:
     return next((line for line in text.strip().splitlines() if line.strip()), "")
 
 
-def grade(path: Path, *, cell_timeout: int = DEFAULT_CELL_TIMEOUT) -> dict:
-    """Grade the notebook at ``path``; returns the result (also what the JSON holds)."""
+def grade(
+    path: Path, *, cell_timeout: int = DEFAULT_CELL_TIMEOUT, root: Path | None = None
+) -> dict:
+    """Grade the notebook at ``path``; returns the result (also what the JSON holds).
+
+    ``root``: the course's folder, where the solution notebooks are (default:
+    :func:`~nncourse.notebooks.course_root` finds it).
+    """
     path = Path(path)
     before = path.read_bytes()
     learner = nbformat.reads(before.decode(), as_version=4)
-    solution_path = solution_for(path, learner)
+    solution_path = solution_for(path, learner, root)
     canonical = make_exercise(nbformat.read(solution_path, as_version=4), solution_path.name)
     names = [tagged(c, GRADE) for c in canonical.cells if tagged(c, GRADE)]
     points = {

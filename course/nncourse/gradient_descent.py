@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from .. import optim
+from nnlib import optim
+
 from .checks import CheckFailed, WrongAnswer, exercise, expect
 from .forward_losses import expect_scalar
 from .numba_checks import add_numba_subchecks, call_nopython, dispatcher

@@ -12,6 +12,11 @@ becomes ``raise NotImplementedError(...)``, outputs are cleared, the kernelspec 
 :func:`build` also executes the solution notebook so its outputs are stored, and records
 a hash of the code it ran, so :func:`stale` can tell without running anything whether
 the committed notebooks still match their source.
+
+The course's folder (the one holding ``solutions/`` and ``exercises/``) is found by
+:func:`course_root`: the folder it is given (``--root``), else ``$NNCOURSE_ROOT``, else the
+nearest folder from the current directory upwards that holds both. Never from where this
+package is installed: an installed grader has no notebooks beside it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 import shutil
 import time
@@ -31,12 +37,55 @@ from .checks import STUB_MARK
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 ANSWER, GRADE = "answer:", "grade:"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-META = "nnlib_grading"  # our key in notebook metadata
-ROOT = Path(__file__).resolve().parents[2]
+# NOTE: our key in notebook metadata. It keeps the name it had when the grader lived in
+# nnlib: exercise notebooks built before the move (a learner's work among them) still
+# carry it, and the build tells a learner's changes from a stale build by it.
+META = "nnlib_grading"
+ROOT_ENV = "NNCOURSE_ROOT"
+COURSE_FOLDERS = ("exercises", "solutions")
 
 
 class BuildError(Exception):
     """A solution notebook breaks a rule of the build, or a learner's work is in the way."""
+
+
+class CourseRootNotFound(FileNotFoundError):
+    """No course folder (one holding ``exercises/`` and ``solutions/``) was given or found."""
+
+
+def _is_course(folder: Path) -> bool:
+    return all((folder / name).is_dir() for name in COURSE_FOLDERS)
+
+
+def course_root(root: str | os.PathLike | None = None) -> Path:
+    """The course's folder: the one that holds ``exercises/`` and ``solutions/``.
+
+    ``root`` if given (the ``--root`` option), else ``$NNCOURSE_ROOT`` if set, else the
+    nearest folder that holds both, from the current directory upwards. A folder given
+    either way must hold both. Raises :class:`CourseRootNotFound` saying what was looked
+    for, where, and what to do.
+    """
+    wanted = " and ".join(f"{name}/" for name in COURSE_FOLDERS)
+    if root is not None or os.environ.get(ROOT_ENV):
+        given, how = (root, "--root") if root is not None else (os.environ[ROOT_ENV], ROOT_ENV)
+        folder = Path(given).expanduser().absolute()
+        lacking = [f"{name}/" for name in COURSE_FOLDERS if not (folder / name).is_dir()]
+        if lacking:
+            raise CourseRootNotFound(
+                f"{how}: expected the course's folder, one that holds {wanted}; "
+                f"{folder} has no {' and no '.join(lacking)}. Give the folder of the course's "
+                "repository (the one with exercises/ and solutions/ in it)."
+            )
+        return folder
+    start = Path.cwd().resolve()
+    for folder in (start, *start.parents):
+        if _is_course(folder):
+            return folder
+    raise CourseRootNotFound(
+        f"no course folder found: looked for a folder that holds {wanted} in {start} and "
+        f"in every folder above it. Run the command from inside the course's repository, "
+        f"or pass --root FOLDER, or set {ROOT_ENV}=FOLDER."
+    )
 
 
 def tagged(cell, prefix: str) -> str | None:
@@ -182,15 +231,22 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def solution_paths(root: Path = ROOT, names=()) -> list[Path]:
-    paths = sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb"))
+def solution_paths(root: Path | None = None, names=()) -> list[Path]:
+    """The solution notebooks ``solutions/NN_*.ipynb`` (those in ``names``, if any)."""
+    paths = sorted((course_root(root) / "solutions").glob("[0-9][0-9]_*.ipynb"))
     if names:
         paths = [p for p in paths if p.stem in names or p.name in names]
     return paths
 
 
-def build(root: Path = ROOT, names=(), *, backup: bool = False, run: bool = True) -> list[str]:
-    """Execute each solution notebook (if ``run``) and regenerate its exercise notebook."""
+def build(
+    root: Path | None = None, names=(), *, backup: bool = False, run: bool = True
+) -> list[str]:
+    """Execute each solution notebook (if ``run``) and regenerate its exercise notebook.
+
+    ``root``: the course's folder (default: :func:`course_root` finds it).
+    """
+    root = course_root(root)
     done = []
     for solution in solution_paths(root, names):
         if run:
@@ -203,8 +259,12 @@ def build(root: Path = ROOT, names=(), *, backup: bool = False, run: bool = True
     return done
 
 
-def stale(root: Path = ROOT, names=()) -> list[str]:
-    """What is out of date among the committed notebooks (empty: all current)."""
+def stale(root: Path | None = None, names=()) -> list[str]:
+    """What is out of date among the committed notebooks (empty: all current).
+
+    ``root``: the course's folder (default: :func:`course_root` finds it).
+    """
+    root = course_root(root)
     problems = []
     solutions = solution_paths(root, names)
     if not solutions:
@@ -228,13 +288,15 @@ def stale(root: Path = ROOT, names=()) -> list[str]:
     return problems
 
 
-def reset(path: Path, names, *, root: Path = ROOT) -> list[str]:
+def reset(path: Path, names, *, root: Path | None = None) -> list[str]:
     """Put the original stub back into the answer cells of ``names`` in a learner's notebook.
 
     Every other cell is kept as it is. The notebook is first copied to
     ``<name>.<time>.bak``. A deleted answer cell is re-inserted above its grade cell.
+    ``root``: the course's folder (default: :func:`course_root` finds it).
     """
     path = Path(path)
+    root = course_root(root)
     learner = nbformat.read(path, as_version=4)
     recorded = learner.metadata.get(META, {}).get("source", f"solutions/{path.name}")
     solution = root / recorded

@@ -18,10 +18,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from nnlib.grading import EXERCISES, check
-from nnlib.grading.notebooks import ANSWER, tagged
+from nncourse import EXERCISES, check
+from nncourse.notebooks import ANSWER, tagged
 
-SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
+SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
 
 
 def M(source: str) -> str:

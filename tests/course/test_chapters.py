@@ -8,14 +8,15 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
-SANITIZE = ROOT / "nnlib" / "grading" / "nbval_sanitize.cfg"
+SANITIZE = Path(str(resources.files("nncourse") / "nbval_sanitize.cfg"))
 
 
 def _read(path):

@@ -19,22 +19,23 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
 
-from nnlib.grading import EXERCISES, check, notebooks
-from nnlib.grading.checks import STUB_MARK
-from nnlib.grading.grader import _run_nbval, grade
-from nnlib.grading.notebooks import ANSWER, GRADE, BuildError, tagged
+from nncourse import EXERCISES, check, notebooks
+from nncourse.checks import STUB_MARK
+from nncourse.grader import _run_nbval, grade
+from nncourse.notebooks import ANSWER, GRADE, BuildError, tagged
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / "01_activations.ipynb"
 EXERCISE = ROOT / "exercises" / "01_activations.ipynb"
 ALL_SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-SANITIZE = ROOT / "nnlib" / "grading" / "nbval_sanitize.cfg"
+SANITIZE = Path(str(resources.files("nncourse") / "nbval_sanitize.cfg"))
 
 
 def _read(path):
@@ -49,13 +50,13 @@ def _cells(nb, prefix):
 
 
 def test_committed_notebooks_are_current():
-    problems = notebooks.stale()
-    assert problems == [], "\n".join(problems) + "\nrun: python -m nnlib.grading build"
+    problems = notebooks.stale(ROOT)
+    assert problems == [], "\n".join(problems) + "\nrun: python -m nncourse build"
 
 
 def test_build_check_command_exits_0():
     done = subprocess.run(
-        [sys.executable, "-m", "nnlib.grading", "build", "--check"],
+        [sys.executable, "-m", "nncourse", "build", "--check"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -240,7 +241,7 @@ def _grade_cli(notebook, results, *extra, env=None):
         [
             sys.executable,
             "-m",
-            "nnlib.grading",
+            "nncourse",
             "grade",
             str(notebook),
             "--results",
@@ -328,7 +329,7 @@ def test_grade_needs_a_solution_to_grade_against(tmp_path):
     stray = tmp_path / "99_unknown.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), stray)
     with pytest.raises(FileNotFoundError, match="no solution notebook for"):
-        grade(stray)
+        grade(stray, root=ROOT)
 
 
 def test_reset_restores_one_exercise_and_keeps_the_others(tmp_path):
@@ -339,7 +340,7 @@ def test_reset_restores_one_exercise_and_keeps_the_others(tmp_path):
     nbformat.write(nb, learner)
     work = learner.read_bytes()
     done = subprocess.run(
-        [sys.executable, "-m", "nnlib.grading", "reset", str(learner), "softmax", "leaky_relu"],
+        [sys.executable, "-m", "nncourse", "reset", str(learner), "softmax", "leaky_relu"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -355,7 +356,7 @@ def test_reset_restores_one_exercise_and_keeps_the_others(tmp_path):
     assert tagged(cells[cells.index(after["leaky_relu"]) + 1], GRADE) == "leaky_relu"
 
     refused = subprocess.run(
-        [sys.executable, "-m", "nnlib.grading", "reset", str(learner), "softmaks"],
+        [sys.executable, "-m", "nncourse", "reset", str(learner), "softmaks"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -364,7 +365,7 @@ def test_reset_restores_one_exercise_and_keeps_the_others(tmp_path):
 
 
 def test_statistical_check_accepts_the_right_rate_and_rejects_a_wrong_one():
-    from nnlib.grading.checks import CheckFailed, expect_rate
+    from nncourse.checks import CheckFailed, expect_rate
 
     keep = np.random.default_rng(0).random(100_000) < 0.8  # a dropout mask, keep rate 0.8
     expect_rate(int(keep.sum()), keep.size, 0.8, "kept units")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from nnlib.grading.checks import CheckFailed, expect_property
+from nncourse.checks import CheckFailed, expect_property
 
 
 def test_a_true_property_passes():
