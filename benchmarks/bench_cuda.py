@@ -660,31 +660,15 @@ def _mlp(sizes, seed=0):
 
 
 def _prepared_step(model, backend, lr=1e-3):
-    """The body of ``Sequential.fit``'s loop on ``backend``, for data already there:
-    forward, loss, backward, and one optimizer update of every parameter on the flat
-    parameter, gradient and state buffers."""
+    """The training step ``Sequential.fit`` runs on ``backend`` (nnlib.training.TrainStep),
+    for data already there: forward, loss, backward, and one optimizer update of every
+    parameter on the flat parameter, gradient and state buffers."""
     import nnlib as nl
     from nnlib import losses
-    from nnlib.model import _FlatBuffers
+    from nnlib.training import TrainStep
 
     loss_fn = losses.get("softmax_cross_entropy", "mean")
-    model._set_backend(backend)
-    loss_fn.backend = model.backend
-    model.loss = loss_fn
-    model._place(backend)
-    opt = nl.optim.Adam(lr=lr)
-    opt.backend = backend
-    opt.bind(model.parameters(), model.gradients())
-    flat = _FlatBuffers(model, opt, model.backend)
-
-    def step(xb, yb, acc):
-        out = model._forward(xb, training=True)
-        loss_fn.accumulate(out, yb, acc)
-        model.backward(loss_fn.backward(), input_grad=False)
-        flat.gather_grads(model)
-        flat.update()
-
-    return step, loss_fn
+    return TrainStep(model, loss_fn, nl.optim.Adam(lr=lr), backend), loss_fn
 
 
 def run_train_step(row, ctx, sizes, batch):
