@@ -21,9 +21,17 @@ matrix products a step needs, timed with ``np.dot`` into preallocated outputs in
 same rotation: its time over nnlib's step time is the fraction of the machine's float32
 matrix-multiply throughput the step reaches.
 
-Last, the time from a fresh ``python -c "import nnlib; ..."`` to the end of its first
-training step, with a warm Numba cache and a cold (empty) one (``NUMBA_CACHE_DIR``).
-A peer that is not installed is skipped with the reason.
+Then ``fit`` against ``train_on_batch`` doing the same steps (64-128-10 at batch 64 and
+784-256-10 at batch 128): one ``fit`` epoch of ``--fit-batches`` batches (no shuffling)
+against a loop of ``train_on_batch`` over the same batches, alternated, from the same
+weights; both end with the same weights (checked) and the median ratio of their times
+a step is reported.
+
+Last, the time of a fresh ``python -c "import nnlib"``, and from a fresh
+``python -c "import nnlib; ..."`` to the end of its first training step, with a warm
+Numba cache and a cold (empty) one (``NUMBA_CACHE_DIR``). ``--python`` runs these in
+another interpreter, e.g. a core-only virtual environment (``pip install .``, no
+extras). A peer that is not installed is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -273,6 +281,52 @@ def big_gemm_gflops(n=2048):
     return 2 * n**3 / 1e9 / statistics.median(times)
 
 
+def fit_against_train_on_batch(d, h, k, n, n_batches, rounds):
+    """Median over rounds of (fit's time a step / train_on_batch's), and each one's
+    median time a step (s), for the same n_batches steps from the same weights."""
+    weights, _, _ = make_problem(d, h, k, n)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((n_batches * n, d)).astype(np.float32)
+    y = rng.integers(0, k, n_batches * n)
+    models = {}
+    for name in ("fit", "train_on_batch"):
+        model = nl.Sequential([nl.Dense(d, h, activation="relu"), nl.Dense(h, k)]).build()
+        model.set_parameters(weights)
+        models[name] = model, nl.optim.Adam(lr=LR, betas=BETAS, eps=EPS)
+
+    def by_fit():
+        model, opt = models["fit"]
+        model.fit(X, y, optimizer=opt, batch_size=n, shuffle=False, verbose=0, backend="cpu")
+
+    def by_train_on_batch():
+        model, opt = models["train_on_batch"]
+        for b in range(n_batches):
+            rows = slice(b * n, (b + 1) * n)
+            model.train_on_batch(X[rows], y[rows], optimizer=opt, backend="cpu")
+
+    by_fit(), by_train_on_batch()  # the same steps: the same weights
+    for name, p in models["fit"][0].parameters().items():
+        if not np.array_equal(p, models["train_on_batch"][0].parameters()[name]):
+            raise SystemExit(f"fit and train_on_batch disagree on {name} after the same steps")
+    times = {"fit": [], "train_on_batch": []}
+    for r in range(rounds):
+        pair = [("fit", by_fit), ("train_on_batch", by_train_on_batch)]
+        for name, run in pair if r % 2 == 0 else pair[::-1]:
+            times[name].append(time_block(run, 1) / n_batches)
+    ratio = statistics.median(
+        f / t for f, t in zip(times["fit"], times["train_on_batch"], strict=True)
+    )
+    return ratio, statistics.median(times["fit"]), statistics.median(times["train_on_batch"])
+
+
+IMPORT_CODE = (
+    "import time; t0 = time.perf_counter()\n"
+    "import nnlib, sys\n"
+    "print(time.perf_counter() - t0)\n"
+    "print(int(any(m.startswith(('numba.cuda', 'numba_cuda')) for m in sys.modules)))\n"
+)
+
+
 def first_step_code(d, h, k, n):
     return (
         "import time; t0 = time.perf_counter()\n"
@@ -286,13 +340,14 @@ def first_step_code(d, h, k, n):
     )
 
 
-def time_first_step(code, cache_dir):
+def time_first_step(code, cache_dir, python=sys.executable):
+    """(wall time of ``python -c code``, the first number it prints)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    )
-    return time.perf_counter() - t0, float(proc.stdout.split()[-1])
+    proc = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"{python} -c ... failed:\n{proc.stderr}")
+    return time.perf_counter() - t0, float(proc.stdout.split()[0])
 
 
 def main():
@@ -302,6 +357,13 @@ def main():
     parser.add_argument("--first-step-runs", type=int, default=5)
     parser.add_argument("--cold-runs", type=int, default=2)
     parser.add_argument("--skip-first-step", action="store_true")
+    parser.add_argument("--fit-batches", type=int, default=20, help="batches of a fit epoch")
+    parser.add_argument("--fit-rounds", type=int, default=30)
+    parser.add_argument("--skip-fit", action="store_true")
+    parser.add_argument("--skip-models", action="store_true", help="only fit and start-up")
+    parser.add_argument(
+        "--python", default=sys.executable, help="interpreter for the start-up timings"
+    )
     args = parser.parse_args()
 
     print(
@@ -322,7 +384,7 @@ def main():
         "speedup = median over rounds of (contender time / nnlib cpu time)"
     )
 
-    for d, h, k, n in CONFIGS:
+    for d, h, k, n in [] if args.skip_models else CONFIGS:
         print(f"\n{d}-{h}-{k} MLP, batch {n}")
         weights, X, y = make_problem(d, h, k, n)
         runs, steps = {}, {}
@@ -364,18 +426,45 @@ def main():
             print(f"  big 2048^3 float32 GEMM: {big_gemm_gflops():.1f} GFLOP/s")
         print(f"  load average: {os.getloadavg()}")
 
+    if not args.skip_fit:
+        print(
+            f"\nfit against train_on_batch, the same {args.fit_batches} steps (one fit epoch), "
+            f"{args.fit_rounds} rounds alternated:"
+        )
+        for d, h, k, n in CONFIGS[:2]:
+            ratio, t_fit, t_step = fit_against_train_on_batch(
+                d, h, k, n, args.fit_batches, args.fit_rounds
+            )
+            print(
+                f"  {d}-{h}-{k} batch {n}: fit {1e6 * t_fit:.0f} us a step, train_on_batch "
+                f"{1e6 * t_step:.0f} us a step, fit / train_on_batch = {ratio:.3f} (median)"
+            )
+        print(f"  load average: {os.getloadavg()}")
+
     if args.skip_first_step:
         return
+    python = args.python
+    print(f"\nstart-up in {python}:")
+    with tempfile.TemporaryDirectory() as warm_dir:
+        imports = [time_first_step(IMPORT_CODE, warm_dir, python) for _ in range(7)]
+    probe = subprocess.run([python, "-c", IMPORT_CODE], capture_output=True, text=True)
+    cuda_loaded = probe.stdout.split()[-1] == "1"
+    walls, inner = zip(*imports, strict=True)
+    print(
+        f"  import nnlib: median {statistics.median(inner):.2f} s "
+        f"({statistics.median(walls):.2f} s wall with the interpreter's start), 7 runs; "
+        f"CUDA code imported: {'yes' if cuda_loaded else 'no'}"
+    )
     d, h, k, n = CONFIGS[1]
     code = first_step_code(d, h, k, n)
-    print(f"\ntime to the first finished step, fresh `python -c` ({d}-{h}-{k}, batch {n}):")
+    print(f"time to the first finished step, fresh `python -c` ({d}-{h}-{k}, batch {n}):")
     with tempfile.TemporaryDirectory() as warm_dir:
-        time_first_step(code, warm_dir)  # fills the cache
-        warm = [time_first_step(code, warm_dir) for _ in range(args.first_step_runs)]
+        time_first_step(code, warm_dir, python)  # fills the cache
+        warm = [time_first_step(code, warm_dir, python) for _ in range(args.first_step_runs)]
     cold = []
     for _ in range(args.cold_runs):
         with tempfile.TemporaryDirectory() as cold_dir:
-            cold.append(time_first_step(code, cold_dir))
+            cold.append(time_first_step(code, cold_dir, python))
     for label, runs_ in (("warm cache", warm), ("cold cache", cold)):
         walls, inner = zip(*runs_, strict=True)
         print(

@@ -13,9 +13,10 @@ Hooks, in the order ``fit`` calls them (``logs`` is a dict):
 ``self.model`` and ``self.optimizer`` are set before ``on_train_begin``. Setting
 ``self.model.stop_training = True`` ends training after the current epoch.
 
-NOTE: during ``fit`` the parameters and gradients are views of one flat buffer each
-(the optimizer updates them all in one call): ``on_after_backward`` may change the
-gradients in place (``g *= 0.5``), but an array put in their place is not seen.
+NOTE: the parameters and gradients are views of one flat buffer each (the model's
+:class:`~nnlib.params.ParameterStore`; the optimizer updates them all in one call).
+``on_after_backward`` may change the gradients in place (``g *= 0.5``); putting an
+array in a layer's slot (``layer.grads["W"] = g2``) copies its values into the view.
 """
 
 from __future__ import annotations
