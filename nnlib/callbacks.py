@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from ._arrays import copy, to_host
+from .layers import ReLU
 
 __all__ = [
     "CSVLogger",
@@ -187,7 +188,7 @@ class Diagnostics(Callback):
         self._before = []
         for i, (layer, out) in enumerate(zip(self.model.layers, self.model.outputs, strict=False)):
             out = to_host(out).astype(np.float64)  # opt-in diagnostics may read back
-            relu = type(layer).__name__ == "ReLU" or getattr(layer, "activation", None) == "relu"
+            relu = isinstance(layer, ReLU) or getattr(layer, "activation", None) == "relu"
             grads = [to_host(g).astype(np.float64) for g in layer.grads.values()]
             self._rows.append(
                 {
