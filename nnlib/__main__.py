@@ -7,7 +7,6 @@ backend's availability (with the reason when it is not) and the CUDA device, if 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 
@@ -49,7 +48,9 @@ def info() -> str:
     if backend_problem("cuda") is None:
         from numba import cuda
 
-        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        from nnlib._cuda import SIMULATOR
+
+        if SIMULATOR:
             lines.append("cuda device: the CUDA simulator (NUMBA_ENABLE_CUDASIM=1)")
         else:
             dev = cuda.get_current_device()
