@@ -35,8 +35,8 @@ def check_int(value, name, minimum):
 
 
 def check_features(X, model, what="X"):
-    """``X`` (N, D) must have the model's D columns."""
-    if X.shape[1] != model.input_features:
+    """``X`` (N, D) must have the model's D columns (any D without a Dense layer)."""
+    if model.input_features is not None and X.shape[1] != model.input_features:
         raise ValueError(
             f"{what} must have {model.input_features} features (columns) for this model; got "
             f"shape {X.shape}"

@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from ._arrays import copy, to_host
+from ._validate import check_scalar
 from .layers import ReLU
 
 __all__ = [
@@ -152,7 +153,15 @@ class LearningRateScheduler(Callback):
         self.base_lr = self.optimizer.lr
 
     def on_epoch_begin(self, epoch, logs):
-        self.optimizer.lr = float(self.schedule(epoch, self.base_lr))
+        lr = self.schedule(epoch, self.base_lr)
+        try:
+            lr = check_scalar(lr, "lr", positive=True)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"LearningRateScheduler: the schedule gave the learning rate {lr!r} for epoch "
+                f"{epoch} ({err}); a learning rate must be a finite number > 0"
+            ) from None
+        self.optimizer.lr = lr
 
 
 class Diagnostics(Callback):

@@ -132,6 +132,17 @@ class Layer:
     def backward(self, dy):
         raise NotImplementedError
 
+    def _kept(self, name: str):
+        """What ``forward`` kept for ``backward`` (``x``, ``y``, ``mask``), or a clear error
+        when ``forward`` has not run."""
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise RuntimeError(
+                f"{self!r}.backward was called before forward: run forward(x) first (backward "
+                "uses what forward kept)"
+            ) from None
+
     def __call__(self, x):
         return self.forward(x)
 
@@ -278,7 +289,10 @@ class Dense(Layer):
         ``need_dx=False`` skips the product that computes ``dx`` and returns None: the
         first layer of a model does not need the gradient of its input (the data).
         """
-        if tuple(dy.shape) != tuple(self.y.shape):
+        y = self._kept("y")
+        if not (isinstance(dy, np.ndarray) or is_device_array(dy)):
+            raise TypeError(f"{self!r}: dy must be an array; got {type(dy).__name__}")
+        if tuple(dy.shape) != tuple(y.shape):
             raise ValueError(f"{self!r}: dy must have shape {self.y.shape}; got {dy.shape}")
         if np.dtype(dy.dtype) != np.dtype(self.y.dtype):
             raise TypeError(f"{self!r}: dy must have dtype {self.y.dtype}; got {dy.dtype}")
@@ -324,7 +338,7 @@ class _Elementwise(Layer):
         return self.fn(x, backend=self.backend, **self._scalars())
 
     def backward(self, dy):
-        return self.fn_backward(dy, self.x, backend=self.backend, **self._scalars())
+        return self.fn_backward(dy, self._kept("x"), backend=self.backend, **self._scalars())
 
 
 class ReLU(_Elementwise):
@@ -383,7 +397,7 @@ class Softmax(Layer):
         return F.softmax(x, axis=-1, backend=self.backend)
 
     def backward(self, dy):
-        return F.softmax_backward(dy, self.x, axis=-1, backend=self.backend)
+        return F.softmax_backward(dy, self._kept("x"), axis=-1, backend=self.backend)
 
 
 class PReLU(Layer):
@@ -417,7 +431,8 @@ class PReLU(Layer):
         return F.prelu(x, self.params["alpha"], backend=self.backend)
 
     def backward(self, dy):
-        dx, dalpha = F.prelu_backward(dy, self.x, self.params["alpha"], backend=self.backend)
+        x, alpha = self._kept("x"), self.params["alpha"]
+        dx, dalpha = F.prelu_backward(dy, x, alpha, backend=self.backend)
         self.grads["alpha"] = dalpha.reshape(self.params["alpha"].shape)
         return dx
 
@@ -479,7 +494,7 @@ class Dropout(Layer):
         return y
 
     def backward(self, dy):
-        if self.mask is None:
+        if self._kept("mask") is None:
             return dy
         return dispatch("dropout_backward", self.backend)(dy, self.mask)
 

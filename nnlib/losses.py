@@ -27,6 +27,7 @@ import numpy as np
 
 from ._arrays import to_host, zeros_like_on
 from ._backend import dispatch
+from ._validate import is_device_array
 
 __all__ = ["BCE", "LOSSES", "MSE", "BCEWithLogits", "Loss", "SoftmaxCrossEntropy", "get"]
 
@@ -67,10 +68,42 @@ class Loss:
         self.grad = op(out, target, self._scale(out), acc)
 
     def __call__(self, out, target) -> float:
-        """The loss of ``out`` against prepared ``target``; keeps the gradient."""
+        """The loss of ``out`` (N, K) against ``target`` (as :meth:`prepare` takes it);
+        keeps the gradient for :meth:`backward`. Both are checked first (shapes, dtypes,
+        label ranges); a GPU ``target`` is read back for the check."""
+        out = self._check_output(out)
+        on_gpu = is_device_array(out)
+        host_target = to_host(target) if is_device_array(target) else target
+        prepared = self.prepare(host_target, out.shape[1], np.dtype(out.dtype), "target")
+        if on_gpu and is_device_array(target) and np.dtype(target.dtype) == prepared.dtype:
+            prepared = target  # already right, and already where out is
+        if tuple(prepared.shape[:1]) != tuple(out.shape[:1]):
+            raise ValueError(
+                f"{type(self).__name__}: target must have {out.shape[0]} rows, one per row of "
+                f"out {tuple(out.shape)}; got {tuple(np.shape(host_target))}"
+            )
         acc = zeros_like_on(out, 2)
-        self.accumulate(out, target, acc)
+        self.accumulate(out, prepared, acc)
         return float(to_host(acc)[0]) * self._scale(out)
+
+    def _check_output(self, out):
+        """``out`` must be a 2-D float32/float64 array (host or GPU)."""
+        if not is_device_array(out):
+            try:
+                out = np.asarray(out)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"out must be an array of numbers ({exc})") from None
+        if np.dtype(out.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(
+                f"{type(self).__name__}: out must be float32 or float64; got {out.dtype}. "
+                "Cast it with out.astype(np.float32)"
+            )
+        if len(out.shape) != 2:
+            raise ValueError(
+                f"{type(self).__name__}: out must be 2-D, (N, K) model outputs; got shape "
+                f"{tuple(out.shape)}"
+            )
+        return out if is_device_array(out) else np.ascontiguousarray(out)
 
     def backward(self):
         """d loss / d out, the shape of the last ``out``."""
@@ -141,10 +174,25 @@ class _Binary(Loss):
 
 
 class BCE(_Binary):
-    """Binary cross-entropy of probabilities ``out`` in [0, 1] (e.g. after a Sigmoid)."""
+    """Binary cross-entropy of probabilities ``out`` in [0, 1] (e.g. after a Sigmoid).
+
+    ``out`` on the host is checked to be in [0, 1] at every call (a pass over (N, 1));
+    on the GPU it is not (that would read back every step).
+    """
 
     op = "bce"
     threshold = 0.5
+
+    def accumulate(self, out, target, acc):
+        lo, hi = (out.min(), out.max()) if out.size and not is_device_array(out) else (0, 1)
+        if lo < 0 or hi > 1:  # (NaN passes: the loss is NaN then, which fit reports)
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"bce needs probabilities in [0, 1] as model outputs; got {float(bad)!r}. End "
+                "the model with a Sigmoid, or use loss='bce_with_logits' on raw outputs "
+                "(it is also more stable)"
+            )
+        super().accumulate(out, target, acc)
 
 
 class BCEWithLogits(_Binary):

@@ -43,9 +43,19 @@ class Sequential:
 
     def __init__(self, layers, *, seed=None, dtype=np.float32):
         layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential needs at least one layer; got an empty list")
+        seen = {}
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"layers[{i}] must be an nnlib Layer; got {type(layer).__name__}")
+            if id(layer) in seen:
+                raise ValueError(
+                    f"layers[{i}] is the same {layer!r} object as layers[{seen[id(layer)]}]: a "
+                    "layer keeps what its forward pass needs for backward, so each position "
+                    "needs its own instance (make a new one, e.g. nl.ReLU() twice)"
+                )
+            seen[id(layer)] = i
         if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise TypeError(f"dtype must be float32 or float64; got {np.dtype(dtype)}")
         self.layers, self.dtype = layers, np.dtype(dtype)
@@ -57,9 +67,12 @@ class Sequential:
         self.store: ParameterStore | None = None  # made by build()
         self._train_plan = None  # the training.TrainStep train_on_batch keeps
         self._check_chain()
+        # built now when nothing is left to infer: every input width known and a seed (or
+        # every Dense seeded: the rest needs no randomness), or no layer left to build
         dense_ready = all(layer.built for layer in layers if isinstance(layer, Dense))
-        if (seed is not None or dense_ready) and self.input_features is not None:
-            self.build(seed=seed)  # (with every Dense seeded, the rest needs no randomness)
+        widths_known = self.input_features is not None
+        if ((seed is not None or dense_ready) and widths_known) or all(l.built for l in layers):
+            self.build(seed=seed)
 
     # ------------------------------------------------------------------ structure
     @property
@@ -71,7 +84,12 @@ class Sequential:
 
     @property
     def output_features(self):
-        width = self.input_features
+        return self.output_width(self.input_features)
+
+    def output_width(self, in_features: int | None) -> int | None:
+        """The output width for inputs of width ``in_features`` (a model without Dense
+        layers keeps the width of its input)."""
+        width = in_features
         for layer in self.layers:
             width = layer.output_features(width)
         return width
@@ -91,7 +109,7 @@ class Sequential:
 
     @property
     def built(self) -> bool:
-        return all(layer.built for layer in self.layers)
+        return self.store is not None and all(layer.built for layer in self.layers)
 
     def build(self, input_dim: int | None = None, *, seed=None) -> Sequential:
         """Create the parameters of every layer (input width ``input_dim`` if the first
@@ -242,6 +260,7 @@ class Sequential:
         verbose: int = 1,
         backend: str | None = None,
         reduction: str = "mean",
+        check_finite: bool = True,
     ) -> cb.History:
         """Train the model; return a :class:`nnlib.callbacks.History`.
 
@@ -263,6 +282,10 @@ class Sequential:
         callbacks : list of :class:`nnlib.callbacks.Callback`
         verbose : 0 silent, 1 a progress bar (tqdm) over epochs
         backend : "numpy", "cpu" or "cuda" (see :func:`nnlib.use_backend`)
+        reduction : "mean" or "sum", of the loss over the batch
+        check_finite : stop with :class:`nnlib.training.TrainingDivergedError` as soon
+            as the training loss is NaN or infinite (after the batch on the host, at the
+            end of the epoch on the GPU). ``False`` trains on regardless.
         """
         return training.fit(
             self,
@@ -280,6 +303,7 @@ class Sequential:
             verbose=verbose,
             backend=backend,
             reduction=reduction,
+            check_finite=check_finite,
         )
 
     def train_on_batch(
@@ -329,14 +353,15 @@ class Sequential:
             for i in range(0, len(X), batch_size)
         ]
         if not outs:
-            return np.zeros((0, self.output_features), self.dtype)
+            return np.zeros((0, self.output_width(X.shape[1])), self.dtype)
         return np.concatenate(outs)
 
-    def _epoch_logs(self, acc, n, loss_fn) -> dict:
-        """Loss (and accuracy) of ``n`` examples from the sums in ``acc``."""
+    def _epoch_logs(self, acc, n, loss_fn, width) -> dict:
+        """Loss (and accuracy) of ``n`` examples (outputs ``width`` wide) from the sums in
+        ``acc``."""
         total, correct = (float(v) for v in to_host(acc))
         per_example = 1 if isinstance(loss_fn, losses_.SoftmaxCrossEntropy) else None
-        count = n * (per_example or self.output_features)
+        count = n * (per_example or width)
         logs = {"loss": total / count if loss_fn.reduction == "mean" else total}
         if loss_fn.classification:
             logs["accuracy"] = correct / n
@@ -347,7 +372,7 @@ class Sequential:
         for i in range(0, len(X), batch_size):
             out = self._forward(X[i : i + batch_size], training=False)
             loss_fn.accumulate(out, targets[i : i + batch_size], acc)  # slices: views
-        return self._epoch_logs(acc, len(X), loss_fn)
+        return self._epoch_logs(acc, len(X), loss_fn, self.output_width(X.shape[1]))
 
     def _prepare_inference(self, X, backend, what):
         self._require_built(what)
@@ -365,11 +390,13 @@ class Sequential:
         """
         batch_size = check_int(batch_size, "batch_size", 1)
         X = self._prepare_inference(X, backend, "evaluate()")
+        if len(X) == 0:
+            raise ValueError("evaluate: X is empty (0 rows); there is nothing to evaluate")
         if loss is None and self.loss is None:
             raise ValueError("evaluate: pass loss=... (the model has not been fit yet)")
         loss_fn = losses_.get(loss, "mean") if loss is not None else copy.copy(self.loss)
         loss_fn.backend = self.backend
-        targets = loss_fn.prepare(y, self.output_features, self.dtype)
+        targets = loss_fn.prepare(y, self.output_width(X.shape[1]), self.dtype)
         check_lengths(X, targets)
         return self._evaluate(X, targets, loss_fn, batch_size)
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from ._arrays import assign, like, to_host, zeros_like
 from ._backend import dispatch
-from ._validate import check_scalar
+from ._validate import check_scalar, is_device_array
 from .params import ParameterStore
 
 __all__ = [
@@ -85,6 +85,8 @@ class Optimizer:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._bound: dict = {}  # name -> (param, grad) as checked by bind
+        self._restored = False  # state from load_state_dict, not yet checked by bind
         self.store: ParameterStore | None = None  # what bind() was given, if a store
         self.flat_state: dict[str, object] = {}  # state name -> (P,) buffer, with a store
         self.backend = None
@@ -103,15 +105,16 @@ class Optimizer:
                 raise TypeError("bind(store): a ParameterStore holds its gradients; pass it alone")
             store = params
             old = self.state
+            self._check_restored(store.params)
             self.store, self.params, self.grads = store, store.params, store.grads
             self.flat_state = {s: store.zeros() for s in self.state_names}
             self.state = {}
             for name, p in store.params.items():
                 views = {s: store.view(self.flat_state[s], name) for s in self.state_names}
                 kept = old.get(name)
-                if kept is not None and _same_layout(kept, p, self.state_names):
+                if kept is not None and _same_layout(kept, p, self.state_names, False):
                     for s in self.state_names:
-                        assign(views[s], kept[s])
+                        assign(views[s], _moved(kept[s], p))
                 self.state[name] = views
             return self
         if not isinstance(params, dict) or not isinstance(grads, dict):
@@ -120,21 +123,35 @@ class Optimizer:
                 f"got {type(params).__name__} and {type(grads).__name__}"
             )
         for name, p in params.items():
-            g = grads.get(name)
-            if g is None or tuple(g.shape) != tuple(p.shape):
-                raise ValueError(
-                    f"bind: grads[{name!r}] must exist with the shape of params[{name!r}], "
-                    f"{tuple(p.shape)}; got {None if g is None else tuple(g.shape)}"
-                )
+            _check_pair(name, p, grads.get(name))
+        self._check_restored(params)
         self.store, self.flat_state = None, {}
         self.params, self.grads = params, grads
+        self._bound = {name: (p, grads[name]) for name, p in params.items()}
         for name, p in params.items():
             old = self.state.get(name)
-            if old is not None and _same_layout(old, p, self.state_names):
-                self.state[name] = {s: like(a, p) for s, a in old.items()}
+            if old is not None and _same_layout(old, p, self.state_names, False):
+                self.state[name] = {s: _moved(a, p) for s, a in old.items()}
             else:
                 self.state[name] = {s: zeros_like(p) for s in self.state_names}
         return self
+
+    def _check_restored(self, params: dict) -> None:
+        """A state restored by :meth:`load_state_dict` before binding must fit ``params``
+        (it is not silently reset)."""
+        if not self._restored:
+            return
+        if set(self.state) != set(params):
+            raise ValueError(
+                f"bind: the restored optimizer state is for parameters {sorted(self.state)}, "
+                f"not {sorted(params)}: restore the state of an optimizer of this model"
+            )
+        for name, p in params.items():
+            if not _same_layout(self.state[name], p, self.state_names, check_dtype=False):
+                raise ValueError(
+                    f"bind: the restored state of {name!r} does not have its shape {tuple(p.shape)}"
+                )
+        self._restored = False
 
     def step(self) -> None:
         """Update every bound parameter in place from its current gradient: one fused
@@ -145,10 +162,22 @@ class Optimizer:
                 "model.train_on_batch, or bind it with optimizer.bind(params, grads)"
             )
         self.t += 1
-        if self.store is not None:
+        if self.store is not None:  # (nnlib's own buffers: checked when they were made)
             store = self.store
             self._update(store.flat_params, store.flat_grads, self.flat_state)
             return
+        for name, p in self.params.items():
+            g = self.grads.get(name)
+            checked = self._bound.get(name, (None, None))
+            if checked[0] is not p or checked[1] is not g:  # checked again only if replaced
+                _check_pair(name, p, g)
+                if not _same_layout(self.state[name], p, self.state_names):
+                    raise ValueError(
+                        f"step: params[{name!r}] was replaced by an array of another shape or "
+                        f"dtype, {tuple(p.shape)} {p.dtype}, than its optimizer state: bind "
+                        "the optimizer again (optimizer.bind(params, grads))"
+                    )
+                self._bound[name] = (p, g)
         for name, p in self.params.items():
             self._update(p, self.grads[name], self.state[name])
 
@@ -199,20 +228,27 @@ class Optimizer:
         t = state["t"]
         if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 0:
             raise ValueError(f"load_state_dict: 't' must be an int >= 0; got {t!r}")
-        for k, v in state["hyper"].items():
-            if k not in self.hyper_names:
-                raise ValueError(
-                    f"load_state_dict: {type(self).__name__} has no hyper-parameter {k!r} "
-                    f"(it has {list(self.hyper_names)})"
-                )
-            setattr(self, k, v)
+        hyper = state["hyper"]
+        unknown = set(hyper) - set(self.hyper_names)
+        if unknown:
+            raise ValueError(
+                f"load_state_dict: {type(self).__name__} has no hyper-parameter "
+                f"{sorted(unknown)} (it has {list(self.hyper_names)})"
+            )
+        try:  # validated as the constructor validates them
+            checked = type(self)(**{**self.get_config(), **hyper})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"load_state_dict: a bad hyper-parameter: {err}") from None
+        for k in hyper:
+            setattr(self, k, getattr(checked, k))
         self.t = int(t)
         if self.params:  # into the arrays the update uses (flat views or the bound state)
             for name, held in self.state.items():
                 for s in self.state_names:
                     assign(held[s], np.asarray(arrays[name][s]))
-        else:
+        else:  # kept until bind, which checks it against the parameters
             self.state = copy.deepcopy(arrays)
+            self._restored = True
 
     def __repr__(self):
         args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.hyper_names)
@@ -229,6 +265,44 @@ def optimizer_from_config(name: str, config: dict) -> Optimizer:
     if cls is None:
         raise ValueError(f"unknown optimizer {name!r}; nnlib knows {sorted(OPTIMIZERS)}")
     return cls(**config)
+
+
+def _moved(a, p):
+    """State array ``a`` with the dtype of ``p``, where ``p`` lives (``a`` itself when it
+    already is)."""
+    if np.dtype(a.dtype) != np.dtype(p.dtype):
+        a = np.ascontiguousarray(to_host(a), p.dtype)
+    return like(a, p)
+
+
+def _check_pair(name, p, g) -> None:
+    """A parameter and its gradient the per-tensor update can take: float32/float64
+    arrays of one shape and dtype, in one place, C-contiguous (the update is done in
+    place: a copy would be updated instead of ``p``), ``p`` writeable."""
+    for what, a in ((f"params[{name!r}]", p), (f"grads[{name!r}]", g)):
+        if a is None:
+            raise ValueError(f"bind: {what} is missing: give every parameter its gradient")
+        if not (isinstance(a, np.ndarray) or is_device_array(a)):
+            raise TypeError(f"bind: {what} must be an array; got {type(a).__name__}")
+        if np.dtype(a.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise TypeError(f"bind: {what} must be float32 or float64; got {a.dtype}")
+        if isinstance(a, np.ndarray) and not a.flags.c_contiguous:
+            raise ValueError(
+                f"bind: {what} must be C-contiguous (it is updated in place); got a strided "
+                "or F-ordered array. Bind np.ascontiguousarray(...) and keep using that array"
+            )
+    if tuple(g.shape) != tuple(p.shape) or np.dtype(g.dtype) != np.dtype(p.dtype):
+        raise ValueError(
+            f"bind: grads[{name!r}] must have the shape and dtype of params[{name!r}], "
+            f"{tuple(p.shape)} {p.dtype}; got {tuple(g.shape)} {g.dtype}"
+        )
+    if isinstance(p, np.ndarray) and not p.flags.writeable:
+        raise ValueError(f"bind: params[{name!r}] is read-only; the optimizer updates it in place")
+    if is_device_array(p) != is_device_array(g):
+        raise ValueError(
+            f"bind: params[{name!r}] and grads[{name!r}] must both be on the host or both on "
+            "the GPU"
+        )
 
 
 def _same_layout(state: dict, p, names, check_dtype: bool = True) -> bool:
@@ -304,8 +378,10 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(lr)
-        if len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(
+                f"betas must be a pair (beta1, beta2), e.g. (0.9, 0.999); got {betas!r}"
+            )
         self.betas = (_unit(betas[0], "betas[0]"), _unit(betas[1], "betas[1]"))
         self.eps = check_scalar(eps, "eps", positive=True)
         self.weight_decay = _nonneg(weight_decay, "weight_decay")

@@ -13,6 +13,7 @@ the optimizer updates every parameter in one call on it.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numba
@@ -28,7 +29,7 @@ from .layers import Dense, Dropout
 from .ops.gather import take_rows
 from .optim import Adam, Optimizer
 
-__all__ = ["SERIAL_BELOW", "TrainStep", "fit"]
+__all__ = ["SERIAL_BELOW", "TrainStep", "TrainingDivergedError", "fit"]
 
 # Below this many elements of elementwise work per step (the Dense outputs N x H and
 # the parameters), the step's Numba loops run on one thread: waking a sleeping OpenMP
@@ -37,6 +38,19 @@ __all__ = ["SERIAL_BELOW", "TrainStep", "fit"]
 # 1.1x; a 784-1024-10 one, 1.3 million elements, the same either way). BLAS keeps its
 # own threads.
 SERIAL_BELOW = 500_000
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite (``fit(check_finite=True)``, the default)."""
+
+
+def _diverged(epoch, batch, n_batches, optimizer, value) -> TrainingDivergedError:
+    where = f"epoch {epoch}" + (f", batch {batch} of {n_batches}" if batch is not None else "")
+    return TrainingDivergedError(
+        f"the training loss became {value} at {where} (learning rate {optimizer.lr:g}): "
+        "training diverged. Try a learning rate 3-10x lower, check the inputs are scaled, "
+        "or pass check_finite=False to fit to keep going anyway"
+    )
 
 
 def check_optimizer(optimizer) -> Optimizer:
@@ -134,8 +148,8 @@ def train_on_batch(model, X, y, *, loss, optimizer, backend, reduction) -> float
     elif not step.ready():
         step.prepare()
     X = as_data(X, "X", model.dtype)
-    targets = step.loss_fn.prepare(y, model.output_features, model.dtype)
     check_features(X, model)
+    targets = step.loss_fn.prepare(y, model.output_width(X.shape[1]), model.dtype)
     check_lengths(X, targets)
     X, targets = to_backend(X, step.backend), to_backend(targets, step.backend)
     acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
@@ -177,6 +191,7 @@ def fit(
     verbose: int = 1,
     backend: str | None = None,
     reduction: str = "mean",
+    check_finite: bool = True,
 ) -> cb.History:
     """What :meth:`nnlib.Sequential.fit` does (see there for the arguments)."""
     # ---- validate everything before any kernel runs
@@ -200,13 +215,14 @@ def fit(
     if not model.built:
         model.build(X.shape[1], seed=rng)
     check_features(X, model)
-    targets = loss_fn.prepare(y, model.output_features, model.dtype)
+    targets = loss_fn.prepare(y, model.output_width(X.shape[1]), model.dtype)
     check_lengths(X, targets)
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         X_val = as_data(validation_data[0], "validation_data[0]", model.dtype)
-        y_val = loss_fn.prepare(validation_data[1], model.output_features, model.dtype, "y_val")
+        width = model.output_width(X.shape[1])
+        y_val = loss_fn.prepare(validation_data[1], width, model.dtype, "y_val")
         if X_val.shape[1] != X.shape[1] or len(X_val) != len(y_val):
             raise ValueError(
                 f"validation_data must be (N_val, {X.shape[1]}) data with N_val targets; "
@@ -236,49 +252,61 @@ def fit(
     callbacks = [history, *callbacks]
     for c in callbacks:
         c.set_context(model, optimizer)
+
     batch_begin, batch_end = _hooks(callbacks, "on_batch_begin"), _hooks(callbacks, "on_batch_end")
     after_backward = _hooks(callbacks, "on_after_backward")
-
-    # ---- the loop
-    n = len(X)
+    n, width = len(X), model.output_width(X.shape[1])
     n_batches = -(-n // batch_size)
     model.stop_training = False
     bar = _progress(epochs, verbose)
-    for c in callbacks:
-        c.on_train_begin({})
-    for epoch in range(epochs):
+
+    # ---- the loop (its end, the boundary back to the host, runs even on an error)
+    try:
         for c in callbacks:
-            c.on_epoch_begin(epoch, {})
-        order = to_backend(rng.permutation(n) if shuffle else np.arange(n), backend)
-        acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
-        for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
-            for hook in batch_begin:
-                hook(b, logs)
-            if not step.ready():
-                step.prepare()  # a callback moved the parameters
-            step(take_rows(X, idx), take_rows(targets, idx), acc, after_backward, b, logs)
-            for hook in batch_end:
-                hook(b, logs)
-        logs = model._epoch_logs(acc, n, loss_fn)  # the one read-back of the epoch
-        if X_val is not None and len(X_val):
-            logs.update({f"val_{k}": v for k, v in model._evaluate(X_val, y_val, loss_fn).items()})
-        logs["lr"] = optimizer.lr
+            c.on_train_begin({})
+        for epoch in range(epochs):
+            for c in callbacks:
+                c.on_epoch_begin(epoch, {})
+            order = to_backend(rng.permutation(n) if shuffle else np.arange(n), backend)
+            acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
+            # SPEEDTIP: on the host the running loss sum is checked after every batch (a float
+            # read); on the GPU once an epoch, from the epoch's one read-back
+            per_batch = check_finite and isinstance(acc, np.ndarray)
+            for b in range(n_batches):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
+                for hook in batch_begin:
+                    hook(b, logs)
+                if not step.ready():
+                    step.prepare()  # a callback moved the parameters
+                step(take_rows(X, idx), take_rows(targets, idx), acc, after_backward, b, logs)
+                if per_batch and not math.isfinite(acc[0]):
+                    raise _diverged(epoch, b, n_batches, optimizer, acc[0])
+                for hook in batch_end:
+                    hook(b, logs)
+            logs = model._epoch_logs(acc, n, loss_fn, width)  # the epoch's one read-back
+            if check_finite and not math.isfinite(logs["loss"]):
+                raise _diverged(epoch, None, n_batches, optimizer, logs["loss"])
+            if X_val is not None and len(X_val):
+                logs.update(
+                    {f"val_{k}": v for k, v in model._evaluate(X_val, y_val, loss_fn).items()}
+                )
+            logs["lr"] = optimizer.lr
+            for c in callbacks:
+                c.on_epoch_end(epoch, logs)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
+                bar.update(1)
+            if model.stop_training:
+                break
         for c in callbacks:
-            c.on_epoch_end(epoch, logs)
+            c.on_train_end({})
+    finally:
         if bar is not None:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()}, refresh=False)
-            bar.update(1)
-        if model.stop_training:
-            break
-    for c in callbacks:
-        c.on_train_end({})
-    if bar is not None:
-        bar.close()
-    model._set_training(False)
-    model._place("numpy")  # back to host memory: the end of fit is an explicit boundary
-    optimizer.bind(model.store)
+            bar.close()
+        model._set_training(False)
+        model._place("numpy")  # back to host memory: the end of fit is an explicit boundary
+        optimizer.bind(model.store)
     return history
 
 
