@@ -48,6 +48,35 @@ def _features(X, name="X") -> np.ndarray:
     return X
 
 
+def _finite_features(X, who) -> np.ndarray:
+    """``X`` checked as :func:`_features` does, with at least one example and no NaN or inf
+    (a single one would make every statistic of its column NaN)."""
+    X = _features(X)
+    if len(X) == 0:
+        raise ValueError(f"{who}: X has no examples; pass the training split, shape (n, D)")
+    if X.dtype.kind == "f" and not np.all(np.isfinite(X)):
+        rows, cols = np.nonzero(~np.isfinite(X))
+        raise ValueError(
+            f"{who}: X must be finite; column {cols[0]} holds {X[rows[0], cols[0]]} (row "
+            f"{rows[0]}, and {len(rows) - 1} more). Remove or impute those values before fitting"
+        )
+    return X
+
+
+def _constant_columns(low, high, dtype) -> np.ndarray:
+    """True for each feature whose values are equal up to rounding, shape (D,).
+
+    ``low`` and ``high`` are the column minimum and maximum, shape (D,). A column counts
+    as constant when its range is within 10 rounding steps of its largest magnitude
+    (``high - low <= 10 * eps * max(|low|, |high|)``, ``eps`` of the input's float dtype):
+    0.1 + 0.2 and 0.3 are one value. The bound is relative, so tiny values that really
+    vary (1e-20, 2e-20) are still a feature. Unlike scikit-learn's test on the variance,
+    it uses the exact minimum and maximum, so it does not depend on the number of examples.
+    """
+    eps = np.finfo(dtype if np.dtype(dtype).kind == "f" else np.float64).eps
+    return high - low <= 10 * eps * np.maximum(np.abs(low), np.abs(high))
+
+
 def _labels(y, n=None, name="y") -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or y.dtype.kind not in "iu":
@@ -155,7 +184,9 @@ class StandardScaler(_Scaler):
     """Standardize each feature: ``(X - mean_) / scale_``, statistics from ``fit``.
 
     ``scale_`` is the population standard deviation (ddof=0, as scikit-learn); a feature
-    that is constant in the training data gets ``scale_ = 1`` (it becomes 0, never NaN).
+    that is constant in the training data (up to rounding, see :func:`_constant_columns`)
+    gets ``scale_ = 1``, so it becomes 0, never NaN and never the +-1 that dividing its
+    rounding noise (a std of ~1e-16) by itself would give. ``fit`` refuses NaN and inf.
     Output dtype: float32 input stays float32, anything else becomes float64.
     """
 
@@ -166,11 +197,16 @@ class StandardScaler(_Scaler):
         self.n_features_in_ = None
 
     def fit(self, X) -> StandardScaler:
-        X = _features(X).astype(np.float64)
-        if len(X) == 0:
-            raise ValueError("StandardScaler.fit: X has no examples")
-        std = X.std(axis=0)
-        self.mean_, self.scale_ = X.mean(axis=0), np.where(std > 0, std, 1.0)
+        X = _finite_features(X, "StandardScaler.fit")
+        dtype, X = X.dtype, X.astype(np.float64)
+        # NOTE: the statistics are taken of X / size (values in [-1, 1]) and scaled back,
+        # so squaring cannot overflow (1e200) or underflow (1e-200); a constant column
+        # divides to exactly +-1, so its mean is exact and it transforms to exactly 0.
+        size = np.abs(X).max(axis=0)
+        size = np.where(size > 0, size, 1.0)
+        mean, std = (X / size).mean(axis=0) * size, (X / size).std(axis=0) * size
+        constant = _constant_columns(X.min(axis=0), X.max(axis=0), dtype) | (std == 0)
+        self.mean_, self.scale_ = mean, np.where(constant, 1.0, std)
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -190,44 +226,52 @@ class StandardScaler(_Scaler):
 class MinMaxScaler(_Scaler):
     """Rescale each feature to ``feature_range`` (default [0, 1]) using the training
     minimum and maximum. Values outside the training range map outside the range (no
-    clipping, as scikit-learn). A constant feature maps to the range's lower end."""
+    clipping, as scikit-learn). A feature that is constant in the training data (up to
+    rounding, see :func:`_constant_columns`) maps to the range's lower end. ``fit``
+    refuses NaN and inf."""
 
     _fitted = ("data_min_", "data_max_")
 
     def __init__(self, feature_range=(0.0, 1.0)):
-        lo, hi = feature_range
-        if not lo < hi:
+        try:
+            lo, hi = (float(v) for v in feature_range)
+        except (TypeError, ValueError):
+            lo = hi = float("nan")
+        if not (lo < hi and np.isfinite(hi - lo)):
             raise ValueError(
-                f"feature_range must be (low, high) with low < high; got {feature_range}"
+                "feature_range must be (low, high), two finite numbers with low < high; "
+                f"got {feature_range!r}"
             )
-        self.feature_range = (float(lo), float(hi))
+        self.feature_range = (lo, hi)
         self.data_min_ = self.data_max_ = None
         self.n_features_in_ = None
 
     def fit(self, X) -> MinMaxScaler:
-        X = _features(X).astype(np.float64)
-        if len(X) == 0:
-            raise ValueError("MinMaxScaler.fit: X has no examples")
+        X = _finite_features(X, "MinMaxScaler.fit")
+        dtype, X = X.dtype, X.astype(np.float64)
         self.data_min_, self.data_max_ = X.min(axis=0), X.max(axis=0)
+        constant = _constant_columns(self.data_min_, self.data_max_, dtype)
+        # the training range of each feature, shape (D,); 0 where it is constant
+        self._span = np.where(constant, 0.0, self.data_max_ - self.data_min_)
         self.n_features_in_ = X.shape[1]
         return self
-
-    def _scale(self):
-        span = self.data_max_ - self.data_min_
-        lo, hi = self.feature_range
-        return (hi - lo) / np.where(span > 0, span, 1.0)
 
     def transform(self, X):
         self._check_fitted("transform")
         X = self._check_width(X, "transform")
         dtype = np.float32 if X.dtype == np.float32 else np.float64
-        return ((X - self.data_min_) * self._scale() + self.feature_range[0]).astype(dtype)
+        lo, hi = self.feature_range
+        # NOTE: a constant feature gets the factor 0, so it lands exactly on ``lo``
+        factor = np.divide(hi - lo, self._span, out=np.zeros_like(self._span), where=self._span > 0)
+        return ((X - self.data_min_) * factor + lo).astype(dtype)
 
     def inverse_transform(self, X):
         self._check_fitted("inverse_transform")
         X = self._check_width(X, "inverse_transform")
         dtype = np.float32 if X.dtype == np.float32 else np.float64
-        return ((X - self.feature_range[0]) / self._scale() + self.data_min_).astype(dtype)
+        lo, hi = self.feature_range
+        # divides only by hi - lo, which __init__ checked is finite and > 0
+        return ((X - lo) / (hi - lo) * self._span + self.data_min_).astype(dtype)
 
 
 def one_hot(y, num_classes: int | None = None, dtype=np.float32) -> np.ndarray:

@@ -157,3 +157,66 @@ def test_the_digits_recipe_is_leak_free_end_to_end():
     scaler = nl.preprocessing.StandardScaler().fit(X_tr)
     np.testing.assert_allclose(scaler.mean_, X_tr.mean(0), rtol=1e-6, atol=1e-6)
     assert not np.allclose(scaler.mean_, X.mean(0), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [0.1, 0.7, 1 / 3, 1e6 / 7, -2.5e-9, 0.0])
+@pytest.mark.parametrize("n", [3, 10, 1000])
+def test_a_constant_column_maps_to_zero_despite_rounding(value, n):
+    # The mean of n copies of 0.1 is not exactly 0.1, so the column's computed std is
+    # ~1e-16 instead of 0; dividing by it used to turn the constant column into +-1.
+    X = np.c_[np.full(n, value), np.arange(n, dtype=np.float64)]
+    for dtype in (np.float64, np.float32):
+        Z = StandardScaler().fit_transform(X.astype(dtype))
+        np.testing.assert_allclose(Z[:, 0], 0, atol=1e-6)
+        np.testing.assert_allclose(Z[:, 1].std(), 1, rtol=1e-5)
+        M = MinMaxScaler((0, 1)).fit_transform(X.astype(dtype))
+        np.testing.assert_array_equal(M[:, 0], 0)
+    scaler = StandardScaler().fit(X)
+    assert scaler.scale_[0] == 1.0
+    np.testing.assert_allclose(
+        scaler.inverse_transform(scaler.transform(X)), X, rtol=1e-12, atol=1e-12
+    )
+
+
+def test_a_column_that_varies_a_little_is_still_scaled():
+    # The threshold is relative to the values' size: tiny values that really vary, and a
+    # spread of a millionth of the mean, are features, not rounding noise.
+    X = np.c_[[1e-20, 2e-20, 3e-20, 4e-20], 1e3 + np.array([0.0, 1e-3, 2e-3, 3e-3])]
+    Z = StandardScaler().fit_transform(X)
+    np.testing.assert_allclose(Z.std(0), 1, rtol=1e-6)
+    M = MinMaxScaler().fit_transform(X)
+    np.testing.assert_allclose(M.min(0), 0, atol=1e-9)
+    np.testing.assert_allclose(M.max(0), 1, rtol=1e-9)
+
+
+def test_a_near_constant_column_from_rounding_maps_to_the_range_low_end():
+    # 0.1 + 0.2 and 0.3 differ by one rounding step: the same value, not a feature.
+    X = np.c_[[0.1 + 0.2, 0.3, 0.3, 0.1 + 0.2], [0.0, 1.0, 2.0, 3.0]]
+    np.testing.assert_array_equal(MinMaxScaler((-1, 1)).fit_transform(X)[:, 0], -1)
+    np.testing.assert_allclose(StandardScaler().fit_transform(X)[:, 0], 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_scalers_refuse_to_fit_on_nan_or_inf(bad):
+    X = np.c_[[1.0, 2.0, bad], [0.0, 1.0, 2.0]]
+    for scaler in (StandardScaler(), MinMaxScaler()):
+        with pytest.raises(ValueError, match=r"X must be finite.*column 0"):
+            scaler.fit(X)
+
+
+def test_standard_scaler_handles_huge_and_tiny_values():
+    # squaring 1e200 overflows and squaring 1e-310 underflows: neither may reach the output
+    X = np.c_[[-1e200, 1e200, 0.0, 5e199], [1e-310, 2e-310, 3e-310, 4e-310]]
+    scaler = StandardScaler().fit(X)
+    Z = scaler.transform(X)
+    assert np.all(np.isfinite(Z))
+    np.testing.assert_allclose(Z.std(0), 1, rtol=1e-9)
+    np.testing.assert_allclose(scaler.inverse_transform(Z), X, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "feature_range", [(0, np.inf), (np.nan, 1), (-1e308, 1e308), (1,), "ab", (0, 1, 2)]
+)
+def test_min_max_scaler_checks_the_feature_range(feature_range):
+    with pytest.raises(ValueError, match=r"feature_range must be \(low, high\)"):
+        MinMaxScaler(feature_range)
