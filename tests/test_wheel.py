@@ -121,6 +121,7 @@ def test_a_core_install_imports_and_reports_the_missing_cuda_backend(core_venv):
     )
 
 
+@pytest.mark.slow  # the cpu kernels compile from scratch in the fresh venv
 def test_a_core_install_trains_the_readme_example(core_venv):
     python, env, scratch = core_venv
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
