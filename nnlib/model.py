@@ -214,10 +214,7 @@ class Sequential:
         self._set_training(training)
         if self.backend is None:
             self._set_backend(None)
-        if x.shape[1] != self.input_features:
-            raise ValueError(
-                f"X must have {self.input_features} features (columns); got shape {x.shape}"
-            )
+        check_features(x, self)
         self.outputs = []
         for layer in self.layers:
             x = layer.forward(x)
