@@ -1,12 +1,14 @@
 """Allocation that follows the data: host arrays give host arrays, GPU arrays give GPU
 arrays. Used by the code above the ops (losses, optimizers, fit) so that it needs no
-``if backend == "cuda"``."""
+``if backend == "cuda"``.
+
+Nothing here imports numba.cuda before a GPU array is asked for (see :mod:`nnlib._cuda`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._cuda import THREADS_1D, cuda, cuda_jit
+from ._cuda import THREADS_1D, blocks_1d, cuda, cuda_jit
 from ._validate import is_device_array
 
 
@@ -22,7 +24,7 @@ def gpu_zeros(shape, dtype):
     out = cuda.device_array(shape, dtype)
     if out.size:
         flat = out.reshape(out.size)
-        zero_cuda[(out.size + THREADS_1D - 1) // THREADS_1D, THREADS_1D](flat)
+        zero_cuda[blocks_1d(out.size), THREADS_1D](flat)
     return out
 
 

@@ -54,18 +54,24 @@ def _check_name(name: object, source: str) -> str:
 
 @functools.cache
 def _cuda_problem() -> str | None:
-    """Why the cuda backend cannot run here, or None when it can."""
-    try:
-        import numba_cuda  # noqa: F401  (the package, not numba's deprecated built-in)
-    except ImportError:
+    """Why the cuda backend cannot run here, or None when it can.
+
+    The first call imports numba-cuda and makes nnlib's CUDA kernels (see
+    :mod:`nnlib._cuda`): nothing of CUDA is imported before the backend is asked for.
+    """
+    from . import _cuda
+
+    if not _cuda.installed():
         return (
             "the 'cuda' backend needs the numba-cuda package, which is not installed. "
             "Install it with: pip install 'nnlib[cuda]' (CUDA 13 driver) or "
             "pip install 'numba-cuda[cu12]' (CUDA 12 driver); see README.md"
         )
-    from numba import cuda
-
-    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    try:
+        cuda = _cuda.load()
+    except ImportError as exc:
+        return f"the 'cuda' backend could not import numba-cuda: {exc}"
+    if _cuda.SIMULATOR:
         return None  # the CUDA simulator runs kernels on the CPU, slowly, for testing
     try:
         available = cuda.is_available()

@@ -14,23 +14,28 @@ Conventions (documented in the README):
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
-
-from ._cuda import cuda
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def is_device_array(x: object) -> bool:
     """True for a numba-cuda GPU array (``DeviceNDArray``, or the simulator's stand-in)."""
+    # NOTE: no GPU array can exist before numba.cuda is imported (by nnlib or anyone),
+    # so the check imports nothing.
+    cuda = sys.modules.get("numba.cuda")
     return cuda is not None and cuda.devicearray.is_cuda_ndarray(x)
 
 
 def as_float_array(x: object, name: str):
     """Return ``x`` as a float32/float64 array (NumPy or GPU), or raise naming ``name``."""
-    if cuda is not None and hasattr(x, "__cuda_array_interface__"):
-        x = cuda.as_cuda_array(x)  # a CuPy or PyTorch GPU tensor: a view, no copy
+    if hasattr(x, "__cuda_array_interface__") and not is_device_array(x):
+        from ._cuda import installed, load
+
+        if installed():  # a CuPy or PyTorch GPU tensor: viewed (no copy) as a GPU array
+            x = load().as_cuda_array(x)
     if is_device_array(x):
         if np.dtype(x.dtype) not in FLOAT_DTYPES:
             raise TypeError(

@@ -62,15 +62,19 @@ def _impl(op: str, backend: str | None, x):
     return dispatch(op, name)
 
 
-def _unary(op: str, x, backend, *scalars):
+def _unary(op: str, x, backend, *scalars, axis=None):
+    """``op(x, *scalars)``, or ``op(x, axis=axis)`` for the ops along an axis."""
     x = as_float_array(x, "x")
-    return _impl(op, backend, x)(x, *scalars)
+    kw = {} if axis is None else {"axis": check_axis(axis, x.ndim)}
+    return _impl(op, backend, x)(x, *scalars, **kw)
 
 
-def _unary_backward(op: str, dy, x, backend, *scalars):
+def _unary_backward(op: str, dy, x, backend, *scalars, axis=None):
+    """``op(dy, x, *scalars)``, or ``op(dy, x, axis=axis)``; ``dy`` checked against x."""
     x = as_float_array(x, "x")
     dy = check_like(dy, x)
-    return _impl(op, backend, x)(dy, x, *scalars)
+    kw = {} if axis is None else {"axis": check_axis(axis, x.ndim)}
+    return _impl(op, backend, x)(dy, x, *scalars, **kw)
 
 
 # ------------------------------------------------------------------------- ReLU family
@@ -208,29 +212,19 @@ def softmax(x, axis: int = -1, *, backend: str | None = None):
     ``x``: (..., C, ...) -> same shape; every slice along ``axis`` sums to 1.
     Stable for logits of any magnitude (the max is subtracted first).
     """
-    x = as_float_array(x, "x")
-    axis = check_axis(axis, x.ndim)
-    return _impl("softmax", backend, x)(x, axis=axis)
+    return _unary("softmax", x, backend, axis=axis)
 
 
 def softmax_backward(dy, x, axis: int = -1, *, backend: str | None = None):
     """``y * (dy - sum(dy * y, axis))`` with ``y = softmax(x, axis)``."""
-    x = as_float_array(x, "x")
-    dy = check_like(dy, x)
-    axis = check_axis(axis, x.ndim)
-    return _impl("softmax_backward", backend, x)(dy, x, axis=axis)
+    return _unary_backward("softmax_backward", dy, x, backend, axis=axis)
 
 
 def log_softmax(x, axis: int = -1, *, backend: str | None = None):
     """``log(softmax(x, axis))`` computed as ``x - max - log(sum(exp(x - max)))``."""
-    x = as_float_array(x, "x")
-    axis = check_axis(axis, x.ndim)
-    return _impl("log_softmax", backend, x)(x, axis=axis)
+    return _unary("log_softmax", x, backend, axis=axis)
 
 
 def log_softmax_backward(dy, x, axis: int = -1, *, backend: str | None = None):
     """``dy - softmax(x, axis) * sum(dy, axis)``."""
-    x = as_float_array(x, "x")
-    dy = check_like(dy, x)
-    axis = check_axis(axis, x.ndim)
-    return _impl("log_softmax_backward", backend, x)(dy, x, axis=axis)
+    return _unary_backward("log_softmax_backward", dy, x, backend, axis=axis)

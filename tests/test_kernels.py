@@ -16,7 +16,7 @@ from numba.core.errors import NumbaPerformanceWarning
 
 import nnlib.functional  # noqa: F401  (registers every kernel)
 from nnlib._backend import registered_ops
-from nnlib.ops._launch import KERNELS
+from nnlib.ops._launch import FIRST_VERSIONS, KERNELS
 
 CPU_KERNELS = sorted(op for op, backend in KERNELS if backend == "cpu")
 CUDA_KERNELS = sorted(op for op, backend in KERNELS if backend == "cuda")
@@ -43,11 +43,11 @@ def _signature(op, dtype, target):
     training = {
         "dense_forward": (arr2, arr2, arr1, i64, arr2),  # x, W, b, act, out
         "dense_backward": (arr2, arr2, arr2, arr2, i64, arr2, arr2, arr2, arr1, i64),
-        # losses: pred, target, scale, acc (float64 [loss sum, correct count]), grad
+        # losses: pred, target, scale, (kind,) acc (float64 [loss sum, correct count]), grad
         "softmax_cross_entropy": (arr2, types.Array(i64, 1, "C"), dtype, acc, arr2),
-        "mse": (arr1, arr1, dtype, acc, arr1),
-        "bce": (arr1, arr1, dtype, acc, arr1),
-        "bce_with_logits": (arr1, arr1, dtype, acc, arr1),
+        "mse": (arr1, arr1, dtype, i64, acc, arr1),
+        "bce": (arr1, arr1, dtype, i64, acc, arr1),
+        "bce_with_logits": (arr1, arr1, dtype, i64, acc, arr1),
         "sgd_update": (arr1,) * 3 + (f64,) * 4 + (i64, i64),
         "rmsprop_update": (arr1,) * 4 + (f64,) * 5,
         "adam_update": (arr1,) * 4 + (f64,) * 5 + (i64, i64),
@@ -63,10 +63,10 @@ def _signature(op, dtype, target):
         training["uniform"] = (types.Array(xoroshiro128p_type, 1, "C"), types.Array(f64, 1, "C"))
     if op in training:
         return training[op]
-    if op.startswith(("softmax", "log_softmax")):
-        return (arr2,) * (3 if op.endswith("backward") else 2)
-    if op == "prelu":
-        return (arr1, arr1, arr1) if target == "cuda" else (arr2, arr1, arr2)
+    if op.startswith(("softmax", "log_softmax")):  # (dy,) x, log (0 or 1), out
+        return (arr2,) * (2 if op.endswith("backward") else 1) + (i64, arr2)
+    if op == "prelu":  # x, alpha, out
+        return (arr1, arr1, arr1)
     if op == "prelu_backward":  # dy, x, alpha, dx, dalpha(_parts)
         return (arr2, arr2, arr1, arr2, arr1 if target == "cuda" else arr2)
     n_arrays = 2 if op.endswith("backward") else 1
@@ -109,10 +109,16 @@ def no_gpu_needed(monkeypatch):
     NOTE: compile_ptx targets the cc it is given, but a device function called from the
     kernel is compiled for the *current* device, which needs a driver. Telling
     numba-cuda that the current device is an sm_90 makes both use cc 9.0.
+    NOTE: nnlib makes its CUDA kernels and device functions when the cuda backend loads
+    (nnlib._cuda.load); a kernel's globals must be the real device functions to compile.
     """
     import types as pytypes
 
     import numba.cuda.dispatcher
+
+    from nnlib import _cuda
+
+    _cuda.load()
 
     fake = pytypes.SimpleNamespace(compute_capability=(9, 0))
     monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device", lambda: fake)
@@ -133,6 +139,33 @@ def test_cuda_kernel_compiles_to_ptx_for_h100(op, dtype, no_gpu_needed):
     if dtype == types.float32 and op in ("relu", "sigmoid", "softmax"):
         # a float32 kernel must load float32 (ld.global.f32), not silently upcast its input
         assert "ld.global.f32" in ptx or "ld.global.nc.f32" in ptx
+
+
+FIRST = sorted(op for op, backend in FIRST_VERSIONS)
+
+
+def test_every_tuned_cuda_kernel_has_a_first_version():
+    """dense (the tiled matmul) and softmax_cross_entropy (lanes per row): each has a
+    readable first version beside it, with the same signature."""
+    assert FIRST == ["dense_backward", "dense_forward", "softmax_cross_entropy"]
+    for op in FIRST:
+        first, tuned = FIRST_VERSIONS[op, "cuda"], KERNELS[op, "cuda"]
+        assert first is not tuned
+        assert first.py_func.__code__.co_argcount == tuned.py_func.__code__.co_argcount
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
+    reason="compile_ptx needs the real CUDA target, not the simulator",
+)
+@pytest.mark.parametrize("dtype", [types.float32, types.float64], ids=str)
+@pytest.mark.parametrize("op", FIRST)
+def test_first_version_compiles_to_ptx_for_h100(op, dtype, no_gpu_needed):
+    from numba import cuda
+
+    kernel = FIRST_VERSIONS[op, "cuda"]
+    ptx, _ = cuda.compile_ptx(kernel.py_func, _signature(op, dtype, "cuda"), cc=(9, 0))
+    assert ".target sm_90" in ptx and ".entry" in ptx
 
 
 def test_signature_table_is_exercised():

@@ -1,148 +1,265 @@
-"""How a kernel is called: the glue between the public API and the compiled loops.
+"""How a kernel is registered and called: the one convention of every op family.
 
-Each op's kernels are written for the simplest layout, and these wrappers bring any
-input to that layout and back:
+Every kernel, on either backend, is a plain function under one decorator::
 
-* elementwise kernels see 1-D, C-contiguous arrays: ``kernel(*arrays, *scalars, out)``;
-* row-wise kernels (softmax & co.) see 2-D, C-contiguous ``(M, C)`` arrays where the
-  reduced axis has been moved last: ``kernel(*arrays, out)``.
+    @kernel("relu", "cpu", elementwise)         # compiled with njit(parallel=True, cache=True)
+    def relu_cpu(x, out):
+        for i in prange(x.size):
+            out[i] = _relu_cpu(x[i])
 
-The wrappers allocate the output, so inputs are never modified. On the cuda backend a
-NumPy input is copied to the GPU and the result copied back (an explicit boundary); a GPU
-array input gives a GPU array output and nothing crosses the bus.
+    @kernel("relu", "cuda", elementwise)        # compiled with numba.cuda.jit, on first use
+    def relu_cuda(x, out):
+        i = cuda.grid(1)
+        if i < x.size:
+            out[i] = _relu_gpu(x[i])
+
+The decorator compiles the kernel for its backend, records it in ``KERNELS[op, backend]``
+(the tests inspect them: parallel diagnostics on cpu, PTX on cuda) and registers, as the
+implementation of ``op`` on ``backend``, its *layout* wrapped around it. A layout brings
+the op's arguments to the kernel's layout, allocates the outputs (so inputs are never
+modified), launches the kernel and returns the results. It is written once for both
+backends: it is handed a :class:`Target`, which places, allocates, launches and brings
+back arrays (:data:`HOST` for cpu, :data:`GPU` for cuda), and ``launch(*args, grid=...)``
+(``grid``, blocks and threads, matters only on cuda; a registration may pass its own
+``grid=`` function of the kernel's arguments instead).
+
+The layouts here:
+
+* :func:`elementwise`: ``kernel(*arrays, *scalars, *outs)`` on 1-D C-contiguous views;
+  scalars in the data's dtype; one thread an element.
+* :func:`rows`: ``kernel(*arrays, *flags, out)`` on 2-D ``(M, C)`` views with the reduced axis
+  moved last; one block of ``THREADS_ROW`` threads a row.
+* :func:`in_place`: ``kernel(*arrays, *scalars)`` updates 1-D views of the arrays in place.
+* :func:`loss`: ``grad = op(pred, target, scale, acc)``, ``kernel(pred, target, scale,
+  *flags, acc, grad)``; ``acc`` receives the sums.
+
+An op whose kernels need another layout (PReLU's backward, the dense layer) passes its
+own function with the same signature, in its op file.
+
+On the cuda backend a NumPy input is copied to the GPU and the result copied back (an
+explicit boundary); a GPU array input gives a GPU array output and nothing crosses the bus.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from .._arrays import to_device
+import numpy as np
+from numba import njit
+
+from .._arrays import assign, to_device
 from .._backend import register
-from .._cuda import SIMULATOR, THREADS_1D, cuda
+from .._cuda import MAX_BLOCKS, REBIND, THREADS_1D, THREADS_ROW, blocks_1d, cuda, cuda_jit
 from .._validate import is_device_array
 
-# Row-wise kernels use one block per row; threads stride over the row's C entries.
-# NOTE: Numba's CUDA simulator runs each GPU thread as a Python thread and each
-# syncthreads() as a barrier across them, which makes 128-thread blocks crawl; under
-# the simulator the blocks are 8 threads wide. The kernels work for any power of two.
-THREADS_ROW = 8 if SIMULATOR else 128
-
-# Every kernel a wrapper launches, by op and backend, so tests can inspect them
-# (parallel diagnostics for cpu kernels, PTX compilation for cuda kernels).
+# Every kernel a layout launches, by op and backend, so tests can inspect them, and the
+# first versions of the tuned kernels (not ops: see ``first_version``).
 KERNELS: dict[tuple[str, str], object] = {}
+FIRST_VERSIONS: dict[tuple[str, str], object] = {}
+REBIND.extend([KERNELS, FIRST_VERSIONS])  # cuda entries become the real kernels on load
+# (op, backend, first_version) -> launch(*kernel_args, grid=None): the kernel with its grid
+LAUNCH: dict[tuple[str, str, bool], object] = {}
+_FIRST_RUNS: dict[tuple[str, str], object] = {}
+
+
+class Target:
+    """Where a backend's kernels run: how arrays are placed, allocated and brought back."""
+
+    name = "cpu"
+
+    @staticmethod
+    def put(a):
+        """``a`` as a C-contiguous array where the kernels run (no copy if it is one)."""
+        return np.ascontiguousarray(a)
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.empty(shape, dtype)
+
+    @staticmethod
+    def run(kernel, grid, args):
+        kernel(*args)
+
+    @staticmethod
+    def home(out, like):
+        """``out`` where the caller's array ``like`` lives."""
+        return out
+
+
+class _Gpu(Target):
+    name = "cuda"
+    put = staticmethod(to_device)
+
+    @staticmethod
+    def empty(shape, dtype):
+        return cuda.device_array(shape, dtype)
+
+    @staticmethod
+    def run(kernel, grid, args):
+        kernel[grid](*args)
+
+    @staticmethod
+    def home(out, like):
+        return out if is_device_array(like) else out.copy_to_host()
+
+
+HOST, GPU = Target(), _Gpu()
+TARGETS = {"cpu": HOST, "cuda": GPU}
+_COMPILE = {"cpu": njit(parallel=True, cache=True), "cuda": cuda_jit}
+
+
+def kernel(op: str, backend: str, layout=None, *, grid=None, first_version=False, **options):
+    """Decorator: compile ``fn`` for ``backend`` and make ``layout`` around it ``op``.
+
+    Without a layout the kernel is only compiled and recorded: a helper (of a layer, of
+    fit) that its own function launches, not an op.
+
+    ``grid``: on cuda, a function of the kernel's arguments giving ``(blocks, threads)``,
+    instead of the layout's. ``options`` go to the layout. A kernel that serves two ops
+    takes two decorators (it is compiled once). ``first_version=True``: the readable
+    first version of a tuned kernel (llm.c's "kernel 1"): it is recorded in
+    ``FIRST_VERSIONS`` and :func:`first_version` runs it, but the op stays the tuned one.
+    """
+    target = TARGETS[backend]
+    kernels = FIRST_VERSIONS if first_version else KERNELS
+
+    def decorate(fn):
+        compiled = fn if hasattr(fn, "py_func") else _COMPILE[backend](fn)
+        kernels[op, backend] = compiled
+        if layout is None:
+            return compiled
+
+        def launch(*args, grid=None):
+            # NOTE: the dictionary, not ``compiled``: on cuda the entry becomes the real
+            # kernel when the backend loads.
+            chosen = grid_of(*args) if grid_of is not None else grid
+            target.run(kernels[op, backend], chosen, args)
+
+        grid_of = grid
+        LAUNCH[op, backend, first_version] = launch
+
+        def run(*args, **kwargs):
+            return layout(target, launch, *args, **kwargs, **options)
+
+        run.__name__ = run.__qualname__ = f"{op}_{backend}_launch"
+        if first_version:
+            _FIRST_RUNS[op, backend] = run
+        else:
+            register(op, backend)(run)
+        return compiled
+
+    return decorate
+
+
+def first_version(op: str, backend: str = "cuda"):
+    """``op`` run by its first-version kernel instead of the tuned one (same signature)."""
+    from .._backend import resolve_backend
+
+    resolve_backend(backend)  # loads the backend (or says why it cannot run)
+    return _FIRST_RUNS[op, backend]
+
+
+def shared(fn):
+    """One formula for both targets: ``(cpu, gpu)``, the first inlined into the cpu
+    kernels (``njit(inline="always")``), the second a CUDA device function."""
+    return njit(cache=True, inline="always")(fn), cuda_jit(fn, device=True)
+
+
+# ---------------------------------------------------------------------- layouts
 
 
 def _split(args):
     arrays = [a for a in args if isinstance(a, np.ndarray) or is_device_array(a)]
-    scalars = args[len(arrays) :]
-    return arrays, scalars
+    return arrays, args[len(arrays) :]
 
 
-def elementwise_cpu(op: str):
-    """Register a 1-D Numba kernel ``kernel(*arrays, *scalars, out)`` as ``op`` on cpu."""
-
-    def decorate(kernel):
-        KERNELS[op, "cpu"] = kernel
-
-        @register(op, "cpu")
-        def run(*args):
-            arrays, scalars = _split(args)
-            shape, dtype = arrays[-1].shape, arrays[-1].dtype
-            flat = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
-            out = np.empty(flat[-1].size, dtype)
-            if out.size:
-                kernel(*flat, *(dtype.type(s) for s in scalars), out)
-            return out.reshape(shape)
-
-        run.__name__ = run.__qualname__ = f"{op}_cpu_launch"
-        return kernel
-
-    return decorate
-
-
-def elementwise_cuda(op: str):
-    """Register a 1-D CUDA kernel ``kernel(*arrays, *scalars, out)`` as ``op`` on cuda."""
-
-    def decorate(kernel):
-        KERNELS[op, "cuda"] = kernel
-
-        @register(op, "cuda")
-        def run(*args):
-            arrays, scalars = _split(args)
-            on_gpu = is_device_array(arrays[-1])
-            shape, dtype = tuple(arrays[-1].shape), np.dtype(arrays[-1].dtype)
-            n = int(np.prod(shape))
-            flat = [to_device(a).reshape(n) for a in arrays]
-            out = cuda.device_array(n, dtype)
-            if n:
-                blocks = (n + THREADS_1D - 1) // THREADS_1D
-                kernel[blocks, THREADS_1D](*flat, *(dtype.type(s) for s in scalars), out)
-            return out.reshape(shape) if on_gpu else out.copy_to_host().reshape(shape)
-
-        run.__name__ = run.__qualname__ = f"{op}_cuda_launch"
-        return kernel
-
-    return decorate
+def elementwise(at, launch, *args, outputs=1, data_scalars=True):
+    """``kernel(*arrays, *scalars, *outs)`` on 1-D views, ``outputs`` outputs of the shape
+    and dtype of the first array. ``data_scalars``: scalars in the data's dtype (so
+    float32 data gets float32 arithmetic), else as float64."""
+    arrays, scalars = _split(args)
+    first = arrays[0]
+    shape, dtype = tuple(first.shape), np.dtype(first.dtype)
+    flat = [at.put(a).reshape(a.size) for a in arrays]  # NOTE: a per-feature alpha stays (D,)
+    outs = [at.empty(first.size, dtype) for _ in range(outputs)]
+    cast = dtype.type if data_scalars else float
+    if first.size:
+        launch(*flat, *map(cast, scalars), *outs, grid=(blocks_1d(first.size), THREADS_1D))
+    outs = [at.home(out, first).reshape(shape) for out in outs]
+    return outs[0] if outputs == 1 else tuple(outs)
 
 
 def _rows(a, axis):
     """View/copy host array ``a`` as C-contiguous (M, C) with ``axis`` last."""
     moved = np.moveaxis(a, axis, -1)
-    m = int(np.prod(moved.shape[:-1]))  # NOTE: not -1, which is ambiguous for size 0
+    m = math.prod(moved.shape[:-1])  # NOTE: not -1, which is ambiguous for size 0
     return np.ascontiguousarray(moved).reshape(m, a.shape[axis]), moved.shape
 
 
-def rowwise_cpu(op: str):
-    """Register a Numba kernel ``kernel(*arrays_2d, out_2d)`` reducing along ``axis``."""
+def rows(at, launch, *args, axis, consts=()):
+    """``kernel(*arrays, *consts, out)`` on C-contiguous (M, C) views, ``axis`` moved
+    last; ``consts``: flags the registration fixes (e.g. softmax or log_softmax)."""
+    last = args[-1]
+    shape = tuple(last.shape)
+    if is_device_array(last):
+        if axis != len(shape) - 1:
+            raise ValueError(
+                f"a GPU array supports only the last axis (axis=-1); got axis={axis}. "
+                "Copy it to the host with .copy_to_host() for another axis"
+            )
+        views = [a.reshape(math.prod(shape[:-1]), shape[-1]) for a in args]
+        moved_shape = shape
+    else:
+        host = [_rows(a, axis) for a in args]
+        views, moved_shape = [at.put(r) for r, _ in host], host[-1][1]
+    out = at.empty(tuple(views[-1].shape), np.dtype(last.dtype))
+    if out.size:
+        launch(*views, *consts, out, grid=(out.shape[0], THREADS_ROW))
+    out = at.home(out, last).reshape(moved_shape)
+    return out if is_device_array(out) else np.moveaxis(out, -1, axis)
 
-    def decorate(kernel):
-        KERNELS[op, "cpu"] = kernel
 
-        @register(op, "cpu")
-        def run(*args, axis):
-            rows = [_rows(a, axis) for a in args]
-            moved_shape = rows[-1][1]
-            out = np.empty_like(rows[-1][0])
-            if out.size:
-                kernel(*(r for r, _ in rows), out)
-            return np.moveaxis(out.reshape(moved_shape), -1, axis)
+def in_place(at, launch, *args):
+    """``kernel(*arrays, *scalars)`` updates 1-D views of the arrays in place.
 
-        run.__name__ = run.__qualname__ = f"{op}_cpu_launch"
-        return kernel
+    Python ints (flags, the step count) are passed as int64, every other scalar as
+    float64. Host arrays on the cuda backend are copied to the GPU and the updated
+    values copied back into them.
+    """
+    arrays, scalars = _split(args)
+    # NOTE: a C-contiguous array is put as it is, so the kernel writes into the caller's
+    # array; the optimizers only pass C-contiguous ones.
+    placed = [at.put(a) for a in arrays]
+    n = placed[0].size
+    if n:
+        flat = [a.reshape(n) for a in placed]
+        launch(*flat, *map(_int_or_float, scalars), grid=(blocks_1d(n), THREADS_1D))
+    for a, p in zip(arrays, placed, strict=True):
+        if p is not a:  # a copy was updated: write it back
+            assign(a, p)
 
-    return decorate
+
+def _int_or_float(s):
+    return int(s) if isinstance(s, (int, np.integer)) else float(s)
 
 
-def rowwise_cuda(op: str):
-    """Register a CUDA kernel ``kernel(*arrays_2d, out_2d)``, one block per row."""
+def loss(at, launch, pred, target, scale, acc, *, flat, consts=()):
+    """``grad = op(pred, target, scale, acc)``: ``kernel(pred, target, scale, *consts,
+    acc, grad)``, with ``scale`` in the data's dtype; ``flat``: pred and target seen as
+    1-D (M,); ``consts``: what the registration fixes (which loss a kernel computes).
 
-    def decorate(kernel):
-        KERNELS[op, "cuda"] = kernel
-
-        @register(op, "cuda")
-        def run(*args, axis):
-            on_gpu = is_device_array(args[-1])
-            shape = tuple(args[-1].shape)
-            if on_gpu and axis != len(shape) - 1:
-                raise ValueError(
-                    f"{op} on a GPU array supports only the last axis (axis=-1); got axis={axis}"
-                )
-            if on_gpu:
-                m = int(np.prod(shape[:-1]))
-                rows = [a.reshape(m, shape[-1]) for a in args]
-                moved_shape = shape
-            else:
-                host = [_rows(a, axis) for a in args]
-                rows = [cuda.to_device(r) for r, _ in host]
-                moved_shape = host[-1][1]
-            out = cuda.device_array(rows[-1].shape, np.dtype(args[-1].dtype))
-            if out.size:
-                kernel[out.shape[0], THREADS_ROW](*rows, out)
-            if on_gpu:
-                return out.reshape(shape)
-            return np.moveaxis(out.copy_to_host().reshape(moved_shape), -1, axis)
-
-        run.__name__ = run.__qualname__ = f"{op}_cuda_launch"
-        return kernel
-
-    return decorate
+    Default grid: enough ``THREADS_ROW``-thread blocks for one thread an element, at most
+    ``MAX_BLOCKS`` (the kernels loop over the rest with a grid stride).
+    """
+    shape = tuple(pred.shape)
+    p, t, a = at.put(pred), at.put(target), at.put(acc)
+    if flat:
+        p, t = p.reshape(p.size), t.reshape(t.size)
+    grad = at.empty(tuple(p.shape), np.dtype(p.dtype))
+    if p.size:
+        blocks = min(blocks_1d(p.size, THREADS_ROW), MAX_BLOCKS)
+        scale = np.dtype(p.dtype).type(scale)
+        launch(p, t, scale, *consts, a, grad, grid=(blocks, THREADS_ROW))
+    if a is not acc:  # host acc, sums made on the GPU: an explicit copy back
+        assign(acc, a)
+    return at.home(grad, pred).reshape(shape)

@@ -5,8 +5,11 @@ Every activation ``f`` has a forward ``f(x) -> y`` and a backward
 ``f_backward(dy, x) -> dx = dy * f'(x)`` (the vector-Jacobian product of an elementwise
 function). Shapes: ``x``, ``dy``, ``y`` and ``dx`` all have the same shape ``(...)``.
 
-The reference (``*_ref``) is the specification. The kernels see flat, contiguous arrays
-(see ``_launch.py``) and are judged only by agreement with the reference.
+The reference (``*_ref``) is the specification. Each formula is written once, as a
+scalar function (``_relu``, ``_relu_grad``, ...) compiled for both targets, and each
+kernel is the loop around it: a ``prange`` loop on the CPU, one thread an element on the
+GPU. The kernels see flat, contiguous arrays (the ``elementwise`` layout of
+``_launch.py``) and are judged only by agreement with the reference.
 
 NOTE: the derivative of the ReLU family at exactly ``x == 0`` does not exist; like
 PyTorch we use the slope of the negative side there: ``relu'(0) = 0``,
@@ -20,14 +23,12 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
-from scipy import special
+from numba import prange
 
 from .._arrays import gpu_zeros
 from .._backend import register
-from .._cuda import cuda, cuda_jit
-from .._validate import is_device_array
-from ._launch import KERNELS, SIMULATOR, elementwise_cpu, elementwise_cuda, to_device
+from .._cuda import MAX_BLOCKS, THREADS_2D, blocks_1d, cuda
+from ._launch import elementwise, kernel, shared
 
 # --------------------------------------------------------------------------- ReLU
 # relu(x) = max(x, 0)                  relu'(x) = 1 if x > 0 else 0
@@ -43,38 +44,47 @@ def relu_backward_ref(dy, x):
     return np.where(x > 0, dy, 0).astype(x.dtype, copy=False)
 
 
-@elementwise_cpu("relu")
-@njit(parallel=True, cache=True)
+def _relu(v):
+    return v if v > 0 else 0.0
+
+
+def _relu_grad(dy, v):
+    return dy if v > 0 else 0.0
+
+
+_relu_cpu, _relu_gpu = shared(_relu)
+_relu_grad_cpu, _relu_grad_gpu = shared(_relu_grad)
+
+
+@kernel("relu", "cpu", elementwise)
 def relu_cpu(x, out):
     for i in prange(x.size):
-        out[i] = x[i] if x[i] > 0 else 0.0
+        out[i] = _relu_cpu(x[i])
 
 
-@elementwise_cpu("relu_backward")
-@njit(parallel=True, cache=True)
+@kernel("relu_backward", "cpu", elementwise)
 def relu_backward_cpu(dy, x, out):
     for i in prange(x.size):
-        out[i] = dy[i] if x[i] > 0 else 0.0
+        out[i] = _relu_grad_cpu(dy[i], x[i])
 
 
-@elementwise_cuda("relu")
-@cuda_jit
+@kernel("relu", "cuda", elementwise)
 def relu_cuda(x, out):
     i = cuda.grid(1)  # one thread per element
     if i < x.size:  # the last block may run past the end
-        out[i] = x[i] if x[i] > 0 else 0.0
+        out[i] = _relu_gpu(x[i])
 
 
-@elementwise_cuda("relu_backward")
-@cuda_jit
+@kernel("relu_backward", "cuda", elementwise)
 def relu_backward_cuda(dy, x, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = dy[i] if x[i] > 0 else 0.0
+        out[i] = _relu_grad_gpu(dy[i], x[i])
 
 
 # --------------------------------------------------------------------- Leaky ReLU
 # leaky_relu(x) = x if x > 0 else alpha * x      derivative: 1 if x > 0 else alpha
+# (PReLU, below, is the same formula with a learnable alpha.)
 
 
 @register("leaky_relu", "numpy")
@@ -87,34 +97,42 @@ def leaky_relu_backward_ref(dy, x, alpha):
     return np.where(x > 0, dy, dy * x.dtype.type(alpha))
 
 
-@elementwise_cpu("leaky_relu")
-@njit(parallel=True, cache=True)
+def _leaky(v, alpha):
+    return v if v > 0 else alpha * v
+
+
+def _leaky_grad(dy, v, alpha):
+    return dy if v > 0 else alpha * dy
+
+
+_leaky_cpu, _leaky_gpu = shared(_leaky)
+_leaky_grad_cpu, _leaky_grad_gpu = shared(_leaky_grad)
+
+
+@kernel("leaky_relu", "cpu", elementwise)
 def leaky_relu_cpu(x, alpha, out):
     for i in prange(x.size):
-        out[i] = x[i] if x[i] > 0 else alpha * x[i]
+        out[i] = _leaky_cpu(x[i], alpha)
 
 
-@elementwise_cpu("leaky_relu_backward")
-@njit(parallel=True, cache=True)
+@kernel("leaky_relu_backward", "cpu", elementwise)
 def leaky_relu_backward_cpu(dy, x, alpha, out):
     for i in prange(x.size):
-        out[i] = dy[i] if x[i] > 0 else alpha * dy[i]
+        out[i] = _leaky_grad_cpu(dy[i], x[i], alpha)
 
 
-@elementwise_cuda("leaky_relu")
-@cuda_jit
+@kernel("leaky_relu", "cuda", elementwise)
 def leaky_relu_cuda(x, alpha, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = x[i] if x[i] > 0 else alpha * x[i]
+        out[i] = _leaky_gpu(x[i], alpha)
 
 
-@elementwise_cuda("leaky_relu_backward")
-@cuda_jit
+@kernel("leaky_relu_backward", "cuda", elementwise)
 def leaky_relu_backward_cuda(dy, x, alpha, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = dy[i] if x[i] > 0 else alpha * dy[i]
+        out[i] = _leaky_grad_gpu(dy[i], x[i], alpha)
 
 
 # ---------------------------------------------------------------------------- ELU
@@ -133,34 +151,42 @@ def elu_backward_ref(dy, x, alpha):
     return np.where(x > 0, dy, dy * x.dtype.type(alpha) * np.exp(np.minimum(x, 0)))
 
 
-@elementwise_cpu("elu")
-@njit(parallel=True, cache=True)
+def _elu(v, alpha):
+    return v if v > 0 else alpha * math.expm1(v)
+
+
+def _elu_grad(dy, v, alpha):
+    return dy if v > 0 else dy * alpha * math.exp(v)
+
+
+_elu_cpu, _elu_gpu = shared(_elu)
+_elu_grad_cpu, _elu_grad_gpu = shared(_elu_grad)
+
+
+@kernel("elu", "cpu", elementwise)
 def elu_cpu(x, alpha, out):
     for i in prange(x.size):
-        out[i] = x[i] if x[i] > 0 else alpha * math.expm1(x[i])
+        out[i] = _elu_cpu(x[i], alpha)
 
 
-@elementwise_cpu("elu_backward")
-@njit(parallel=True, cache=True)
+@kernel("elu_backward", "cpu", elementwise)
 def elu_backward_cpu(dy, x, alpha, out):
     for i in prange(x.size):
-        out[i] = dy[i] if x[i] > 0 else dy[i] * alpha * math.exp(x[i])
+        out[i] = _elu_grad_cpu(dy[i], x[i], alpha)
 
 
-@elementwise_cuda("elu")
-@cuda_jit
+@kernel("elu", "cuda", elementwise)
 def elu_cuda(x, alpha, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = x[i] if x[i] > 0 else alpha * math.expm1(x[i])
+        out[i] = _elu_gpu(x[i], alpha)
 
 
-@elementwise_cuda("elu_backward")
-@cuda_jit
+@kernel("elu_backward", "cuda", elementwise)
 def elu_backward_cuda(dy, x, alpha, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = dy[i] if x[i] > 0 else dy[i] * alpha * math.exp(x[i])
+        out[i] = _elu_grad_gpu(dy[i], x[i], alpha)
 
 
 # ------------------------------------------------------------------------ sigmoid
@@ -196,38 +222,30 @@ def _sigmoid_grad_scalar(v):
     return e / ((1.0 + e) * (1.0 + e))
 
 
-# One scalar formula, compiled for each target: the CPU kernels inline it, the CUDA
-# kernels call it as a device function.
-_sigmoid_cpu = njit(cache=True, inline="always")(_sigmoid_scalar)
-_sigmoid_gpu = cuda_jit(_sigmoid_scalar, device=True)
-_sigmoid_grad_cpu = njit(cache=True, inline="always")(_sigmoid_grad_scalar)
-_sigmoid_grad_gpu = cuda_jit(_sigmoid_grad_scalar, device=True)
+_sigmoid_cpu, _sigmoid_gpu = shared(_sigmoid_scalar)
+_sigmoid_grad_cpu, _sigmoid_grad_gpu = shared(_sigmoid_grad_scalar)
 
 
-@elementwise_cpu("sigmoid")
-@njit(parallel=True, cache=True)
+@kernel("sigmoid", "cpu", elementwise)
 def sigmoid_cpu(x, out):
     for i in prange(x.size):
         out[i] = _sigmoid_cpu(x[i])
 
 
-@elementwise_cpu("sigmoid_backward")
-@njit(parallel=True, cache=True)
+@kernel("sigmoid_backward", "cpu", elementwise)
 def sigmoid_backward_cpu(dy, x, out):
     for i in prange(x.size):
         out[i] = dy[i] * _sigmoid_grad_cpu(x[i])
 
 
-@elementwise_cuda("sigmoid")
-@cuda_jit
+@kernel("sigmoid", "cuda", elementwise)
 def sigmoid_cuda(x, out):
     i = cuda.grid(1)
     if i < x.size:
         out[i] = _sigmoid_gpu(x[i])
 
 
-@elementwise_cuda("sigmoid_backward")
-@cuda_jit
+@kernel("sigmoid_backward", "cuda", elementwise)
 def sigmoid_backward_cuda(dy, x, out):
     i = cuda.grid(1)
     if i < x.size:
@@ -257,34 +275,29 @@ def _tanh_grad_scalar(v):
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
-_tanh_grad_cpu = njit(cache=True, inline="always")(_tanh_grad_scalar)
-_tanh_grad_gpu = cuda_jit(_tanh_grad_scalar, device=True)
+_tanh_grad_cpu, _tanh_grad_gpu = shared(_tanh_grad_scalar)
 
 
-@elementwise_cpu("tanh")
-@njit(parallel=True, cache=True)
+@kernel("tanh", "cpu", elementwise)
 def tanh_cpu(x, out):
     for i in prange(x.size):
         out[i] = math.tanh(x[i])
 
 
-@elementwise_cpu("tanh_backward")
-@njit(parallel=True, cache=True)
+@kernel("tanh_backward", "cpu", elementwise)
 def tanh_backward_cpu(dy, x, out):
     for i in prange(x.size):
         out[i] = dy[i] * _tanh_grad_cpu(x[i])
 
 
-@elementwise_cuda("tanh")
-@cuda_jit
+@kernel("tanh", "cuda", elementwise)
 def tanh_cuda(x, out):
     i = cuda.grid(1)
     if i < x.size:
         out[i] = math.tanh(x[i])
 
 
-@elementwise_cuda("tanh_backward")
-@cuda_jit
+@kernel("tanh_backward", "cuda", elementwise)
 def tanh_backward_cuda(dy, x, out):
     i = cuda.grid(1)
     if i < x.size:
@@ -300,50 +313,58 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+def _erf(x):
+    # NOTE: SciPy's erf, imported on first use: importing scipy.special costs ~0.3 s,
+    # which ``import nnlib`` need not pay.
+    from scipy import special
+
+    return special.erf(x)
+
+
 @register("gelu", "numpy")
 def gelu_ref(x):
-    return (x * 0.5 * (1 + special.erf(x * _INV_SQRT2))).astype(x.dtype, copy=False)
+    return (x * 0.5 * (1 + _erf(x * _INV_SQRT2))).astype(x.dtype, copy=False)
 
 
 @register("gelu_backward", "numpy")
 def gelu_backward_ref(dy, x):
-    cdf = 0.5 * (1 + special.erf(x * _INV_SQRT2))
+    cdf = 0.5 * (1 + _erf(x * _INV_SQRT2))
     pdf = _INV_SQRT2PI * np.exp(-0.5 * x * x)
     return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)
+
+
+def _gelu(v):
+    return v * 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
 
 
 def _gelu_grad_scalar(v):
     return 0.5 * (1.0 + math.erf(v * _INV_SQRT2)) + v * _INV_SQRT2PI * math.exp(-0.5 * v * v)
 
 
-_gelu_grad_cpu = njit(cache=True, inline="always")(_gelu_grad_scalar)
-_gelu_grad_gpu = cuda_jit(_gelu_grad_scalar, device=True)
+_gelu_cpu, _gelu_gpu = shared(_gelu)
+_gelu_grad_cpu, _gelu_grad_gpu = shared(_gelu_grad_scalar)
 
 
-@elementwise_cpu("gelu")
-@njit(parallel=True, cache=True)
+@kernel("gelu", "cpu", elementwise)
 def gelu_cpu(x, out):
     for i in prange(x.size):
-        out[i] = x[i] * 0.5 * (1.0 + math.erf(x[i] * _INV_SQRT2))
+        out[i] = _gelu_cpu(x[i])
 
 
-@elementwise_cpu("gelu_backward")
-@njit(parallel=True, cache=True)
+@kernel("gelu_backward", "cpu", elementwise)
 def gelu_backward_cpu(dy, x, out):
     for i in prange(x.size):
         out[i] = dy[i] * _gelu_grad_cpu(x[i])
 
 
-@elementwise_cuda("gelu")
-@cuda_jit
+@kernel("gelu", "cuda", elementwise)
 def gelu_cuda(x, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = x[i] * 0.5 * (1.0 + math.erf(x[i] * _INV_SQRT2))
+        out[i] = _gelu_gpu(x[i])
 
 
-@elementwise_cuda("gelu_backward")
-@cuda_jit
+@kernel("gelu_backward", "cuda", elementwise)
 def gelu_backward_cuda(dy, x, out):
     i = cuda.grid(1)
     if i < x.size:
@@ -365,30 +386,26 @@ def silu_backward_ref(dy, x):
     return dy * sigmoid_ref(x) * (1 + x * sigmoid_ref(-x))
 
 
-@elementwise_cpu("silu")
-@njit(parallel=True, cache=True)
+@kernel("silu", "cpu", elementwise)
 def silu_cpu(x, out):
     for i in prange(x.size):
         out[i] = x[i] * _sigmoid_cpu(x[i])
 
 
-@elementwise_cpu("silu_backward")
-@njit(parallel=True, cache=True)
+@kernel("silu_backward", "cpu", elementwise)
 def silu_backward_cpu(dy, x, out):
     for i in prange(x.size):
         out[i] = dy[i] * _sigmoid_cpu(x[i]) * (1.0 + x[i] * _sigmoid_cpu(-x[i]))
 
 
-@elementwise_cuda("silu")
-@cuda_jit
+@kernel("silu", "cuda", elementwise)
 def silu_cuda(x, out):
     i = cuda.grid(1)
     if i < x.size:
         out[i] = x[i] * _sigmoid_gpu(x[i])
 
 
-@elementwise_cuda("silu_backward")
-@cuda_jit
+@kernel("silu_backward", "cuda", elementwise)
 def silu_backward_cuda(dy, x, out):
     i = cuda.grid(1)
     if i < x.size:
@@ -396,11 +413,12 @@ def silu_backward_cuda(dy, x, out):
 
 
 # -------------------------------------------------------------------------- PReLU
-# prelu(x) = x if x > 0 else alpha * x, with a learnable alpha: one number, shape (), or
-# one per feature, shape (D,) for x of shape (..., D).
+# prelu(x) = x if x > 0 else alpha * x: Leaky ReLU's formula with a learnable alpha, one
+# number, shape (), or one per feature, shape (D,) for x of shape (..., D). Element i of
+# the flattened x belongs to feature i % D.
 # backward: dx = dy if x > 0 else alpha * dy
 #           dalpha[j] = sum of dy * x over the elements of feature j where x <= 0
-# The launchers view x as (M, D), M = x.size // D (D = 1 for a scalar alpha).
+# The backward's layout views x as (M, D), M = x.size // D (D = 1 for a scalar alpha).
 
 
 @register("prelu", "numpy")
@@ -419,64 +437,61 @@ def prelu_backward_ref(dy, x, alpha):
     return dx, np.asarray(dalpha, dtype=x.dtype)
 
 
-@njit(parallel=True, cache=True)
-def prelu_cpu(x, alpha, out):  # x, out: (M, D); alpha: (D,)
-    for i in prange(x.shape[0]):
-        for j in range(x.shape[1]):
-            out[i, j] = x[i, j] if x[i, j] > 0 else alpha[j] * x[i, j]
+@kernel("prelu", "cpu", elementwise)
+def prelu_cpu(x, alpha, out):  # x, out: (n,) flat; alpha: (D,)
+    for i in prange(x.size):
+        out[i] = _leaky_cpu(x[i], alpha[i % alpha.size])
 
 
-@njit(parallel=True, cache=True)
+@kernel("prelu", "cuda", elementwise)
+def prelu_cuda(x, alpha, out):  # x, out: (n,) flat; alpha: (D,)
+    i = cuda.grid(1)
+    if i < x.size:
+        out[i] = _leaky_gpu(x[i], alpha[i % alpha.size])
+
+
+def _prelu_backward_host(at, launch, dy, x, alpha):
+    """Layout of the cpu backward: (M, D) views, and P partial sums of dalpha."""
+    d = alpha.size
+    x2, dy2 = (at.put(a).reshape(-1, d) for a in (x, dy))
+    dx = at.empty(x2.shape, x2.dtype)
+    parts = np.zeros((max(1, min(x2.shape[0], 4 * numba.get_num_threads())), d), x.dtype)
+    if dx.size:
+        launch(dy2, x2, alpha.reshape(-1), dx, parts)
+    return dx.reshape(x.shape), parts.sum(axis=0).reshape(alpha.shape)
+
+
+@kernel("prelu_backward", "cpu", _prelu_backward_host)
 def prelu_backward_cpu(dy, x, alpha, dx, dalpha_parts):  # dalpha_parts: (P, D), zeros
     # NOTE: a prange loop must not add into a shared array element (a silent race), so
-    # each of the P chunks of rows sums into its own row of dalpha_parts; the caller
+    # each of the P chunks of rows sums into its own row of dalpha_parts; the layout
     # adds the P partial sums.
     m, p_count = x.shape[0], dalpha_parts.shape[0]
     for p in prange(p_count):
         for i in range(p * m // p_count, (p + 1) * m // p_count):
             for j in range(x.shape[1]):
-                if x[i, j] > 0:
-                    dx[i, j] = dy[i, j]
-                else:
-                    dx[i, j] = alpha[j] * dy[i, j]
+                dx[i, j] = _leaky_grad_cpu(dy[i, j], x[i, j], alpha[j])
+                if not x[i, j] > 0:  # NOTE: not "<= 0": a NaN counts, as in the reference
                     dalpha_parts[p, j] += dy[i, j] * x[i, j]
 
 
-KERNELS["prelu", "cpu"] = prelu_cpu
-KERNELS["prelu_backward", "cpu"] = prelu_backward_cpu
-
-
-def _as_rows(a, d):
-    return np.ascontiguousarray(a).reshape(-1, d)
-
-
-@register("prelu", "cpu")
-def prelu_cpu_launch(x, alpha):
-    out = np.empty_like(_as_rows(x, alpha.size))
-    if out.size:
-        prelu_cpu(_as_rows(x, alpha.size), alpha.reshape(-1), out)
-    return out.reshape(x.shape)
-
-
-@register("prelu_backward", "cpu")
-def prelu_backward_cpu_launch(dy, x, alpha):
+def _prelu_backward_gpu(at, launch, dy, x, alpha):
+    """Layout of the cuda backward: (M, D) views; the kernel adds into dalpha."""
     d = alpha.size
-    x2, dy2 = _as_rows(x, d), _as_rows(dy, d)
-    dx = np.empty_like(x2)
-    parts = np.zeros((max(1, min(x2.shape[0], 4 * numba.get_num_threads())), d), x.dtype)
-    if dx.size:
-        prelu_backward_cpu(dy2, x2, alpha.reshape(-1), dx, parts)
-    return dx.reshape(x.shape), parts.sum(axis=0).reshape(alpha.shape)
+    m = x.size // d
+    d_x, d_dy = at.put(x).reshape(m, d), at.put(dy).reshape(m, d)
+    dx = at.empty((m, d), np.dtype(x.dtype))
+    dalpha = gpu_zeros(d, np.dtype(x.dtype))
+    if x.size:
+        # blocks of THREADS_2D (features x rows), at most MAX_BLOCKS down the rows (the
+        # threads then stride over the remaining rows)
+        tx, ty = THREADS_2D
+        blocks = (blocks_1d(d, tx), min(blocks_1d(m, ty), MAX_BLOCKS))
+        launch(d_dy, d_x, at.put(alpha.reshape(d)), dx, dalpha, grid=(blocks, (tx, ty)))
+    return at.home(dx, x).reshape(tuple(x.shape)), at.home(dalpha, x).reshape(alpha.shape)
 
 
-@cuda_jit
-def prelu_cuda(x, alpha, out):  # x, out: (n,) flat; alpha: (D,)
-    i = cuda.grid(1)
-    if i < x.size:
-        out[i] = x[i] if x[i] > 0 else alpha[i % alpha.size] * x[i]
-
-
-@cuda_jit
+@kernel("prelu_backward", "cuda", _prelu_backward_gpu)
 def prelu_backward_cuda(dy, x, alpha, dx, dalpha):  # dy, x, dx: (M, D); dalpha: (D,) zeros
     # Thread (j, r) handles feature j for rows r, r + stride, ...: neighbouring threads
     # read neighbouring features, so a warp reads one contiguous run of memory.
@@ -485,46 +500,8 @@ def prelu_backward_cuda(dy, x, alpha, dx, dalpha):  # dy, x, dx: (M, D); dalpha:
         return
     acc = 0.0  # NOTE: accumulates in float64, whatever the input dtype
     for i in range(r, x.shape[0], cuda.gridsize(2)[1]):
-        if x[i, j] > 0:
-            dx[i, j] = dy[i, j]
-        else:
-            dx[i, j] = alpha[j] * dy[i, j]
+        dx[i, j] = _leaky_grad_gpu(dy[i, j], x[i, j], alpha[j])
+        if not x[i, j] > 0:
             acc += dy[i, j] * x[i, j]
     # SPEEDTIP: one atomic add per thread, not per element.
     cuda.atomic.add(dalpha, j, acc)
-
-
-KERNELS["prelu", "cuda"] = prelu_cuda
-KERNELS["prelu_backward", "cuda"] = prelu_backward_cuda
-# a block of 32 features x 8 rows, and at most 1024 blocks down the rows (the threads
-# then stride over the remaining rows); 4 x 2 and 8 under the simulator
-PRELU_THREADS, PRELU_MAX_ROW_BLOCKS = ((4, 2), 8) if SIMULATOR else ((32, 8), 1024)
-
-
-@register("prelu", "cuda")
-def prelu_cuda_launch(x, alpha):
-    on_gpu = is_device_array(x)
-    shape, n = tuple(x.shape), x.size
-    d_x, d_alpha = to_device(x).reshape(n), to_device(alpha.reshape(alpha.size))
-    out = cuda.device_array(n, np.dtype(x.dtype))
-    if n:
-        prelu_cuda[(n + 255) // 256, 256](d_x, d_alpha, out)
-    return out.reshape(shape) if on_gpu else out.copy_to_host().reshape(shape)
-
-
-@register("prelu_backward", "cuda")
-def prelu_backward_cuda_launch(dy, x, alpha):
-    on_gpu = is_device_array(x)
-    shape, d = tuple(x.shape), alpha.size
-    m = x.size // d
-    d_x, d_dy = to_device(x).reshape(m, d), to_device(dy).reshape(m, d)
-    d_alpha = to_device(alpha.reshape(d))
-    dx = cuda.device_array((m, d), np.dtype(x.dtype))
-    dalpha = gpu_zeros(d, np.dtype(x.dtype))  # the kernel adds into it
-    if x.size:
-        tx, ty = PRELU_THREADS
-        blocks = ((d + tx - 1) // tx, min((m + ty - 1) // ty, PRELU_MAX_ROW_BLOCKS))
-        prelu_backward_cuda[blocks, (tx, ty)](d_dy, d_x, d_alpha, dx, dalpha)
-    if on_gpu:
-        return dx.reshape(shape), dalpha.reshape(alpha.shape)
-    return dx.copy_to_host().reshape(shape), dalpha.copy_to_host().reshape(alpha.shape)

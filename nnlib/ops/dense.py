@@ -26,12 +26,12 @@ the pre-activation ``z`` is never stored.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._backend import register
-from .._cuda import cuda, cuda_jit
+from .._cuda import SIMULATOR, THREADS_2D, blocks_1d, cuda, cuda_jit
 from .._validate import is_device_array
-from ._launch import KERNELS, SIMULATOR, to_device
+from ._launch import LAUNCH, kernel
 
 ACTIVATIONS = {None: 0, "relu": 1}  # the activations the dense kernels can fuse
 
@@ -65,7 +65,19 @@ def dense_backward_ref(dy, x, W, y, act, need_dx=1, grads_out=None):
 COLS = 16  # columns per block in dense_backward_cpu
 
 
-@njit(parallel=True, cache=True)
+def _dense_forward_host(at, launch, x, W, b, act, out=None):
+    """``out``: an optional (N, H) C-contiguous buffer to write into (no allocation)."""
+    if out is None:
+        out = np.empty((x.shape[0], W.shape[1]), x.dtype)
+    if out.size:
+        if x.shape[1] == 0:
+            out[:] = b if act == 0 else np.maximum(b, 0)
+        else:
+            launch(x, W, b, act, out)
+    return out
+
+
+@kernel("dense_forward", "cpu", _dense_forward_host)
 def dense_forward_cpu(x, W, b, act, out):
     np.dot(x, W, out)  # (N, H), written in place: no temporary
     for i in prange(out.shape[0]):
@@ -74,7 +86,22 @@ def dense_forward_cpu(x, W, b, act, out):
             out[i, j] = v if (act == 0 or v > 0) else 0.0
 
 
-@njit(parallel=True, cache=True)
+def _dense_backward_host(at, launch, dy, x, W, y, act, need_dx=1, grads_out=None):
+    if dy.size == 0 or x.shape[1] == 0:  # degenerate shapes: BLAS wants non-empty operands
+        return dense_backward_ref(dy, x, W, y, act, need_dx, grads_out)
+    # NOTE: dz may not be dy itself: dy is the loss's gradient, which its owner may keep.
+    dz = np.empty_like(dy)
+    dx = np.empty_like(x) if need_dx else None
+    if grads_out is None:
+        dW, db = np.empty_like(W), np.empty(W.shape[1], dy.dtype)
+    else:
+        dW, db = grads_out
+    # NOTE: the kernel's signature stays fixed: without dx it gets a 0-row placeholder.
+    launch(dy, x, W, y, act, dz, dx if need_dx else x[:0], dW, db, need_dx)
+    return dx, dW, db
+
+
+@kernel("dense_backward", "cpu", _dense_backward_host)
 def dense_backward_cpu(dy, x, W, y, act, dz, dx, dW, db, need_dx):
     n, h = dy.shape
     for i in prange(n):  # dz = dy * act'(z), one row per iteration
@@ -100,39 +127,6 @@ def dense_backward_cpu(dy, x, W, y, act, dz, dx, dW, db, need_dx):
         np.dot(dz, W.T, dx)  # (N, H) @ (H, D)
 
 
-KERNELS["dense_forward", "cpu"] = dense_forward_cpu
-KERNELS["dense_backward", "cpu"] = dense_backward_cpu
-
-
-@register("dense_forward", "cpu")
-def dense_forward_cpu_launch(x, W, b, act, out=None):
-    """``out``: an optional (N, H) C-contiguous buffer to write into (no allocation)."""
-    if out is None:
-        out = np.empty((x.shape[0], W.shape[1]), x.dtype)
-    if out.size:
-        if x.shape[1] == 0:
-            out[:] = b if act == 0 else np.maximum(b, 0)
-        else:
-            dense_forward_cpu(x, W, b, act, out)
-    return out
-
-
-@register("dense_backward", "cpu")
-def dense_backward_cpu_launch(dy, x, W, y, act, need_dx=1, grads_out=None):
-    if dy.size == 0 or x.shape[1] == 0:  # degenerate shapes: BLAS wants non-empty operands
-        return dense_backward_ref(dy, x, W, y, act, need_dx, grads_out)
-    # NOTE: dz may not be dy itself: dy is the loss's gradient, which its owner may keep.
-    dz = np.empty_like(dy)
-    dx = np.empty_like(x) if need_dx else None
-    if grads_out is None:
-        dW, db = np.empty_like(W), np.empty(W.shape[1], dy.dtype)
-    else:
-        dW, db = grads_out
-    # NOTE: the kernel's signature stays fixed: without dx it gets a 0-row placeholder.
-    dense_backward_cpu(dy, x, W, y, act, dz, dx if need_dx else x[:0], dW, db, need_dx)
-    return dx, dW, db
-
-
 # ---------------------------------------------------------------------- CUDA
 # One matrix-product kernel serves the forward pass and both products of the backward
 # pass, with the cheap elementwise work of the layer folded into it:
@@ -149,6 +143,115 @@ def dense_backward_cpu_launch(dy, x, W, y, act, need_dx=1, grads_out=None):
 # (``mask_a``/``mask_b``: an element counts only where the mask is > 0; an empty mask
 # keeps everything), and the bias gradient is summed from the tiles already loaded.
 #
+# Each kernel is launched through ``_product``; the first version (kernel 1) computes
+# the same thing in the plainest way, and the tuned one (``gemm_cuda``) is what the ops run.
+
+_EMPTY: dict = {}
+
+
+def _empty(dtype, ndim):
+    """A size-0 GPU array: "no bias", "no mask", "no column sums" (made once)."""
+    key = np.dtype(dtype), ndim
+    if key not in _EMPTY:
+        _EMPTY[key] = cuda.device_array((0,) * ndim, key[0])
+    return _EMPTY[key]
+
+
+def _product(launch, A, B, ta, tb, bias, act, C, mask_a=None, mask_b=None, colsum=None):
+    """C = act(op(A) @ op(B) + bias) on the GPU by the kernel behind ``launch``; see above
+    for the options. ``None`` is "none" (no bias, no mask, no column sums)."""
+    dtype = np.dtype(C.dtype)
+    bias = _empty(dtype, 1) if bias is None else bias
+    mask_a = _empty(dtype, 2) if mask_a is None else mask_a
+    mask_b = _empty(dtype, 2) if mask_b is None else mask_b
+    colsum = _empty(dtype, 1) if colsum is None else colsum
+    # NOTE: with column sums to compute there is work even when M = 0
+    if C.shape[1] and (C.shape[0] or colsum.size):
+        launch(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum)
+
+
+def _gemm(A, B, ta, tb, bias, act, C, mask_a=None, mask_b=None, colsum=None, *, first=False):
+    """``_product`` by the tuned kernel, or by the first version (``first=True``)."""
+    launch = LAUNCH["dense_forward", "cuda", first]
+    _product(launch, A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum)
+
+
+def _dense_forward_gpu(at, launch, x, W, b, act):
+    x, W, b = at.put(x), at.put(W), at.put(b)
+    out = cuda.device_array((x.shape[0], W.shape[1]), np.dtype(x.dtype))
+    _product(launch, x, W, 0, 0, b, act, out)  # y = act(x @ W + b)   (N, H)
+    return at.home(out, x)
+
+
+def _dense_backward_gpu(at, launch, dy, x, W, y, act, need_dx=1, grads_out=None):
+    on_gpu = is_device_array(dy)
+    dy, x, W, y = at.put(dy), at.put(x), at.put(W), at.put(y)
+    dtype = np.dtype(dy.dtype)
+    if grads_out is not None and on_gpu:  # written in place on the GPU
+        dW, db = grads_out
+    else:
+        db = cuda.device_array(W.shape[1], dtype)
+        dW = cuda.device_array(W.shape, dtype)
+    dx = cuda.device_array(x.shape, dtype) if need_dx else None
+    mask = y if act == 1 else None  # dz = dy where y > 0, formed while loading
+    _product(launch, x, dy, 1, 0, None, 0, dW, mask_b=mask, colsum=db)  # dW = x.T @ dz, db
+    if need_dx:
+        _product(launch, dy, W, 0, 1, None, 0, dx, mask_a=mask)  # dx = dz @ W.T   (N, D)
+    if on_gpu:
+        return dx, dW, db
+    dx = dx.copy_to_host() if need_dx else None
+    if grads_out is None:
+        return dx, dW.copy_to_host(), db.copy_to_host()
+    dW.copy_to_host(grads_out[0])
+    db.copy_to_host(grads_out[1])
+    return dx, grads_out[0], grads_out[1]
+
+
+# Kernel 1, the first version: one thread per element of C, a plain loop over L reading
+# op(A) and op(B) straight from global memory; the thread of row 0 of each column also
+# sums that column of op(B) (db).
+
+
+def _one_thread_grid(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
+    tx, ty = THREADS_2D  # x along the columns of C: a warp covers 32 neighbouring columns
+    return (blocks_1d(C.shape[1], tx), max(blocks_1d(C.shape[0], ty), 1)), (tx, ty)
+
+
+@cuda_jit(device=True)
+def _op_at(X, mask, t, i, j, zero):
+    """Element (i, j) of op(X) = X.T if t else X, or ``zero`` where the mask drops it."""
+    r, c = (j, i) if t else (i, j)
+    if mask.size == 0 or mask[r, c] > 0:
+        return X[r, c]
+    return zero
+
+
+@kernel("dense_forward", "cuda", _dense_forward_gpu, grid=_one_thread_grid, first_version=True)
+@kernel("dense_backward", "cuda", _dense_backward_gpu, grid=_one_thread_grid, first_version=True)
+def matmul_first_cuda(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
+    col, row = cuda.grid(2)
+    M, K = C.shape
+    L = A.shape[0] if ta else A.shape[1]
+    zero = C.dtype.type(0)
+    if col >= K:
+        return
+    if row < M:
+        acc = zero
+        for k in range(L):
+            acc += _op_at(A, mask_a, ta, row, k, zero) * _op_at(B, mask_b, tb, k, col, zero)
+        if bias.size > 0:
+            acc += bias[col]
+        C[row, col] = zero if act == 1 and acc < 0 else acc
+    if row == 0 and colsum.size > 0:
+        s = zero
+        for k in range(L):
+            s += _op_at(B, mask_b, tb, k, col, zero)
+        colsum[col] = s
+
+
+# The tuned kernel.
+
+
 # How the product is computed. Each block owns a BM x BN tile of C. It walks along the
 # shared dimension L one BK-deep strip at a time: the block's threads copy the strip of
 # op(A) (BM x BK) and of op(B) (BK x BN) into shared memory, then every thread computes
@@ -198,8 +301,31 @@ def _load_strip(X, mask, k_rows, k0, j0, width, s, t):
             s[k, j] = 0  # past the edge, or masked out: adds nothing to the sum
 
 
-@cuda_jit
+def _tile_grid(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
+    # NOTE: with column sums to compute there is one row of blocks even when M = 0
+    rows = max(blocks_1d(C.shape[0], BM), 1 if colsum.size else 0)
+    return (blocks_1d(C.shape[1], BN), rows), THREADS_GEMM
+
+
+@kernel("dense_forward", "cuda", _dense_forward_gpu, grid=_tile_grid)
+@kernel("dense_backward", "cuda", _dense_backward_gpu, grid=_tile_grid)  # two products
 def gemm_cuda(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
+    """The tuned product. What each trick buys over the first version
+    (``matmul_first_cuda``, one thread an output, operands read from global memory):
+
+    * tiling: a block copies BM x BK and BK x BN strips into shared memory once and
+      every thread of the block reuses them, so each element of A and B is read from
+      global memory K / BN and M / BM times instead of K and M times.
+    * register blocking: each thread computes TM x TN outputs from TM + TN values
+      loaded from shared memory, TM * TN multiply-adds in registers (one output a thread
+      needs two loads per multiply-add, and memory then sets the pace).
+    * coalescing whatever the transposition: the strips are loaded by neighbouring
+      threads reading neighbouring addresses of A and B as stored; the first version's
+      transposed operands make neighbouring threads read a row apart.
+    * no bank conflicts: padded shared rows and strided ownership of the tile.
+    * the column sums (db) come from the strips already in shared memory, not from a
+      second pass over op(B) by one thread a column.
+    """
     t = cuda.threadIdx.x
     tx, ty = t % (BN // TN), t // (BN // TN)
     m0, n0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BN  # the block's tile of C
@@ -246,67 +372,3 @@ def gemm_cuda(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
                     C[row, col] = 0
                 else:
                     C[row, col] = v
-
-
-KERNELS["dense_forward", "cuda"] = gemm_cuda
-KERNELS["dense_backward", "cuda"] = gemm_cuda  # the backward is two of the same products
-
-_EMPTY: dict = {}
-
-
-def _empty(dtype, ndim):
-    """A size-0 GPU array: "no bias", "no mask", "no column sums" (made once)."""
-    key = np.dtype(dtype), ndim
-    if key not in _EMPTY:
-        _EMPTY[key] = cuda.device_array((0,) * ndim, key[0])
-    return _EMPTY[key]
-
-
-def _gemm(A, B, ta, tb, bias, act, C, mask_a=None, mask_b=None, colsum=None):
-    """C = act(op(A) @ op(B) + bias) on the GPU; see the kernel above for the options."""
-    M, K = C.shape
-    dtype = np.dtype(C.dtype)
-    if bias is None:
-        bias = _empty(dtype, 1)
-    mask_a = _empty(dtype, 2) if mask_a is None else mask_a
-    mask_b = _empty(dtype, 2) if mask_b is None else mask_b
-    # NOTE: with column sums to compute there is one row of blocks even when M = 0
-    rows = max((M + BM - 1) // BM, 0 if colsum is None else 1)
-    colsum = _empty(dtype, 1) if colsum is None else colsum
-    if K and rows:
-        grid = ((K + BN - 1) // BN, rows)
-        gemm_cuda[grid, THREADS_GEMM](A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum)
-
-
-@register("dense_forward", "cuda")
-def dense_forward_cuda_launch(x, W, b, act):
-    on_gpu = is_device_array(x)
-    x, W, b = to_device(x), to_device(W), to_device(b)
-    out = cuda.device_array((x.shape[0], W.shape[1]), np.dtype(x.dtype))
-    _gemm(x, W, 0, 0, b, act, out)
-    return out if on_gpu else out.copy_to_host()
-
-
-@register("dense_backward", "cuda")
-def dense_backward_cuda_launch(dy, x, W, y, act, need_dx=1, grads_out=None):
-    on_gpu = is_device_array(dy)
-    dy, x, W, y = to_device(dy), to_device(x), to_device(W), to_device(y)
-    dtype = np.dtype(dy.dtype)
-    if grads_out is not None and on_gpu:  # written in place on the GPU
-        dW, db = grads_out
-    else:
-        db = cuda.device_array(W.shape[1], dtype)
-        dW = cuda.device_array(W.shape, dtype)
-    dx = cuda.device_array(x.shape, dtype) if need_dx else None
-    mask = y if act == 1 else None  # dz = dy where y > 0, formed while loading
-    _gemm(x, dy, 1, 0, None, 0, dW, mask_b=mask, colsum=db)  # dW = x.T @ dz, db = sum_n dz
-    if need_dx:
-        _gemm(dy, W, 0, 1, None, 0, dx, mask_a=mask)  # dx = dz @ W.T   (N, D)
-    if on_gpu:
-        return dx, dW, db
-    dx = dx.copy_to_host() if need_dx else None
-    if grads_out is None:
-        return dx, dW.copy_to_host(), db.copy_to_host()
-    dW.copy_to_host(grads_out[0])
-    db.copy_to_host(grads_out[1])
-    return dx, grads_out[0], grads_out[1]

@@ -15,15 +15,14 @@ unchanged, so evaluation simply skips the layer.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._backend import register
-from .._cuda import cuda, cuda_jit
-from .._validate import is_device_array
-from ._launch import KERNELS, SIMULATOR, THREADS_1D, elementwise_cpu, elementwise_cuda, to_device
+from .._cuda import SIMULATOR, THREADS_1D, blocks_1d, cuda, cuda_import
+from ._launch import elementwise, kernel, shared
 
-if cuda is not None:
-    from numba.cuda.random import create_xoroshiro128p_states, xoroshiro128p_uniform_float64
+create_xoroshiro128p_states = cuda_import("numba.cuda.random", "create_xoroshiro128p_states")
+xoroshiro128p_uniform_float64 = cuda_import("numba.cuda.random", "xoroshiro128p_uniform_float64")
 
 
 @register("dropout", "numpy")
@@ -37,30 +36,23 @@ def dropout_backward_ref(dy, mask):
     return dy * mask
 
 
-@njit(parallel=True, cache=True)
+def _keep(u, p):
+    """The mask entry: 1 / (1 - p) where the unit is kept (u >= p), else 0."""
+    return 1.0 / (1.0 - p) if u >= p else 0.0
+
+
+_keep_cpu, _keep_gpu = shared(_keep)
+
+
+# NOTE: p stays float64 (data_scalars=False): it is compared with u, which is float64.
+@kernel("dropout", "cpu", elementwise, outputs=2, data_scalars=False)
 def dropout_cpu(x, u, p, y, mask):
-    keep = 1.0 / (1.0 - p)
     for i in prange(x.size):
-        mi = keep if u[i] >= p else 0.0
-        mask[i] = mi
-        y[i] = x[i] * mi
+        mask[i] = _keep_cpu(u[i], p)
+        y[i] = x[i] * mask[i]
 
 
-KERNELS["dropout", "cpu"] = dropout_cpu
-
-
-@register("dropout", "cpu")
-def dropout_cpu_launch(x, u, p):
-    shape = x.shape
-    x, u = np.ascontiguousarray(x).reshape(-1), np.ascontiguousarray(u).reshape(-1)
-    y, mask = np.empty_like(x), np.empty_like(x)
-    if x.size:
-        dropout_cpu(x, u, float(p), y, mask)
-    return y.reshape(shape), mask.reshape(shape)
-
-
-@elementwise_cpu("dropout_backward")
-@njit(parallel=True, cache=True)
+@kernel("dropout_backward", "cpu", elementwise)
 def dropout_backward_cpu(dy, mask, out):
     for i in prange(dy.size):
         out[i] = dy[i] * mask[i]
@@ -74,34 +66,28 @@ def dropout_backward_cpu(dy, mask, out):
 RNG_THREADS = 64 if SIMULATOR else 64 * THREADS_1D
 
 
-@cuda_jit
+@kernel("dropout", "cuda", elementwise, outputs=2, data_scalars=False)
 def dropout_cuda(x, u, p, y, mask):
     i = cuda.grid(1)
     if i < x.size:
-        mi = 1.0 / (1.0 - p) if u[i] >= p else 0.0
-        mask[i] = mi
-        y[i] = x[i] * mi
+        mask[i] = _keep_gpu(u[i], p)
+        y[i] = x[i] * mask[i]
 
 
-@cuda_jit
+@kernel("dropout_backward", "cuda", elementwise)
 def dropout_backward_cuda(dy, mask, out):
     i = cuda.grid(1)
     if i < dy.size:
         out[i] = dy[i] * mask[i]
 
 
-@cuda_jit
+@kernel("uniform", "cuda")  # a helper of the Dropout layer, not an op
 def uniform_cuda(states, out):
     """Fill ``out`` (n,) with U[0, 1) numbers; thread i owns generator ``states[i]``."""
     i = cuda.grid(1)
     if i < states.size:
         for j in range(i, out.size, states.size):
             out[j] = xoroshiro128p_uniform_float64(states, i)
-
-
-KERNELS["dropout", "cuda"] = dropout_cuda
-KERNELS["uniform", "cuda"] = uniform_cuda  # a helper of the Dropout layer, not an op
-elementwise_cuda("dropout_backward")(dropout_backward_cuda)
 
 
 def device_rng(seed: int):
@@ -117,19 +103,5 @@ def device_uniform(states, shape):
     n = int(np.prod(shape))
     out = cuda.device_array(n, np.float64)
     if n:
-        blocks = (RNG_THREADS + THREADS_1D - 1) // THREADS_1D
-        uniform_cuda[blocks, THREADS_1D](states, out)
+        uniform_cuda[blocks_1d(RNG_THREADS), THREADS_1D](states, out)
     return out.reshape(shape)
-
-
-@register("dropout", "cuda")
-def dropout_cuda_launch(x, u, p):
-    on_gpu = is_device_array(x)
-    shape, n = tuple(x.shape), int(np.prod(x.shape))
-    x, u = to_device(x).reshape(n), to_device(u).reshape(n)
-    y = cuda.device_array(n, np.dtype(x.dtype))
-    mask = cuda.device_array(n, np.dtype(x.dtype))
-    if n:
-        dropout_cuda[(n + THREADS_1D - 1) // THREADS_1D, THREADS_1D](x, u, float(p), y, mask)
-    y, mask = y.reshape(shape), mask.reshape(shape)
-    return (y, mask) if on_gpu else (y.copy_to_host(), mask.copy_to_host())

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._cuda import cuda, cuda_jit
+from .._cuda import THREADS_1D, blocks_1d, cuda
 from .._validate import is_device_array
-from ._launch import KERNELS, THREADS_1D
+from ._launch import kernel
 
 
-@cuda_jit
+@kernel("take_rows", "cuda")  # a helper of fit, not an op
 def take_rows_cuda(a, idx, out):
     i = cuda.grid(1)  # one thread per element of out
     if i < out.size:
         row, col = i // out.shape[1], i % out.shape[1]
         out[row, col] = a[idx[row], col]
-
-
-KERNELS["take_rows", "cuda"] = take_rows_cuda  # a helper of fit, not an op
 
 
 def take_rows(a, idx):
@@ -33,5 +30,5 @@ def take_rows(a, idx):
     flat = a.reshape(a.shape[0], 1) if a.ndim == 1 else a
     out = cuda.device_array((idx.shape[0], flat.shape[1]), np.dtype(a.dtype))
     if out.size:
-        take_rows_cuda[(out.size + THREADS_1D - 1) // THREADS_1D, THREADS_1D](flat, idx, out)
+        take_rows_cuda[blocks_1d(out.size), THREADS_1D](flat, idx, out)
     return out.reshape(idx.shape[0]) if a.ndim == 1 else out

@@ -22,6 +22,14 @@ bce                     probabilities p, targets t in [0, 1], (M,)
 bce_with_logits         logits z, targets t in [0, 1], (M,)
     loss_i = max(z, 0) - z t + log(1 + exp(-|z|))  grad = scale * (sigmoid(z) - t)
     NOTE: this form never calls exp on a positive number, so it cannot overflow.
+
+Each formula is written once for both targets: ``_ce_row`` (one row of the softmax
+cross-entropy) and ``_pointwise`` (one element of the other three, chosen by ``kind``).
+The CPU kernels loop over them with ``prange``. On the GPU the elementwise losses use a
+grid-stride loop and one block sum; the softmax cross-entropy has a first version, one
+thread per row running ``_ce_row`` as the CPU does (``softmax_cross_entropy_first_cuda``,
+run by ``first_version("softmax_cross_entropy")``), and the tuned kernel the op runs
+(``softmax_cross_entropy_cuda``: its docstring says what each of its tricks buys).
 """
 
 from __future__ import annotations
@@ -30,16 +38,16 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._backend import register
-from .._cuda import cuda, cuda_jit
-from .._validate import is_device_array
-from ._launch import KERNELS, SIMULATOR, THREADS_ROW, to_device
+from .._cuda import MAX_BLOCKS, SIMULATOR, THREADS_1D, THREADS_ROW, blocks_1d, cuda, cuda_jit
+from ._launch import kernel, loss, shared
 from .softmax import _block_reduce
 
 LOG_CLAMP = -100.0
 BCE_EPS = 1e-12
+MSE, BCE, BCE_WITH_LOGITS = 0, 1, 2  # the ``kind`` of a pointwise loss
 
 # ---------------------------------------------------------------------- reference
 
@@ -85,122 +93,109 @@ def bce_with_logits_ref(z, t, scale, acc):
     return (scale * (sig - t)).astype(z.dtype)
 
 
+# ---------------------------------------------------------------------- the formulas
+# Written once, compiled for both targets.
+
+
+def _ce_row(z, labels, scale, grad, i):
+    """Row i of the softmax cross-entropy: writes grad[i] and returns (loss, correct)."""
+    m = z[i, 0]
+    best = 0
+    for j in range(1, z.shape[1]):
+        if z[i, j] > m:  # NOTE: the first maximum wins ties, as np.argmax
+            m = z[i, j]
+            best = j
+    s = 0.0
+    for j in range(z.shape[1]):
+        e = math.exp(z[i, j] - m)
+        grad[i, j] = e  # SPEEDTIP: keep exp(z - m) so it is computed once
+        s += e
+    inv = 1.0 / s
+    for j in range(z.shape[1]):
+        grad[i, j] = grad[i, j] * inv * scale
+    grad[i, labels[i]] -= scale
+    return math.log(s) + m - z[i, labels[i]], 1 if best == labels[i] else 0
+
+
+def _pointwise(kind, p, t, scale):
+    """One element of an elementwise loss: (loss, gradient, correct)."""
+    if kind == MSE:
+        d = p - t
+        return d * d, 2.0 * scale * d, 0
+    if kind == BCE:
+        log_p = max(math.log(p), LOG_CLAMP) if p > 0 else LOG_CLAMP
+        log_q = max(math.log1p(-p), LOG_CLAMP) if p < 1 else LOG_CLAMP
+        grad = scale * (p - t) / max(p * (1.0 - p), BCE_EPS)
+        return -(t * log_p + (1.0 - t) * log_q), grad, 1 if (p > 0.5) == (t > 0.5) else 0
+    # BCE_WITH_LOGITS; p is the logit z
+    e = math.exp(-abs(p))  # in (0, 1]: never overflows
+    sig = 1.0 / (1.0 + e) if p >= 0 else e / (1.0 + e)
+    loss_ = max(p, 0.0) - p * t + math.log1p(e)
+    return loss_, scale * (sig - t), 1 if (p > 0) == (t > 0.5) else 0
+
+
+_ce_row_cpu, _ce_row_gpu = shared(_ce_row)
+_pointwise_cpu, _pointwise_gpu = shared(_pointwise)
+
 # ---------------------------------------------------------------------- CPU (Numba)
 # One row (or element) per prange iteration; the loss total is a scalar reduction,
 # which Numba parallelises safely (each thread sums privately, then they are added).
 
 
-@njit(parallel=True, cache=True)
+@kernel("softmax_cross_entropy", "cpu", loss, flat=False)
 def softmax_cross_entropy_cpu(z, labels, scale, acc, grad):
     total = 0.0
     correct = 0
     for i in prange(z.shape[0]):
-        m = z[i, 0]
-        best = 0
-        for j in range(1, z.shape[1]):
-            if z[i, j] > m:  # NOTE: the first maximum wins ties, as np.argmax
-                m = z[i, j]
-                best = j
-        s = 0.0
-        for j in range(z.shape[1]):
-            e = math.exp(z[i, j] - m)
-            grad[i, j] = e  # SPEEDTIP: keep exp(z - m) so it is computed once
-            s += e
-        inv = 1.0 / s
-        for j in range(z.shape[1]):
-            grad[i, j] = grad[i, j] * inv * scale
-        grad[i, labels[i]] -= scale
-        total += math.log(s) + m - z[i, labels[i]]
-        correct += 1 if best == labels[i] else 0
+        row_loss, row_correct = _ce_row_cpu(z, labels, scale, grad, i)
+        total += row_loss
+        correct += row_correct
     acc[0] += total
     acc[1] += correct
 
 
-@njit(parallel=True, cache=True)
-def mse_cpu(p, t, scale, acc, grad):
-    total = 0.0
-    for i in prange(p.size):
-        d = p[i] - t[i]
-        grad[i] = 2.0 * scale * d
-        total += d * d
-    acc[0] += total
-
-
-@njit(parallel=True, cache=True)
-def bce_cpu(p, t, scale, acc, grad):
+@kernel("mse", "cpu", loss, flat=True, consts=(MSE,))
+@kernel("bce", "cpu", loss, flat=True, consts=(BCE,))
+@kernel("bce_with_logits", "cpu", loss, flat=True, consts=(BCE_WITH_LOGITS,))
+def pointwise_loss_cpu(p, t, scale, kind, acc, grad):
     total = 0.0
     correct = 0
     for i in prange(p.size):
-        log_p = max(math.log(p[i]), LOG_CLAMP) if p[i] > 0 else LOG_CLAMP
-        log_q = max(math.log1p(-p[i]), LOG_CLAMP) if p[i] < 1 else LOG_CLAMP
-        total += -(t[i] * log_p + (1.0 - t[i]) * log_q)
-        grad[i] = scale * (p[i] - t[i]) / max(p[i] * (1.0 - p[i]), BCE_EPS)
-        correct += 1 if (p[i] > 0.5) == (t[i] > 0.5) else 0
+        term, g, hit = _pointwise_cpu(kind, p[i], t[i], scale)
+        grad[i] = g
+        total += term
+        correct += hit
     acc[0] += total
     acc[1] += correct
-
-
-@njit(parallel=True, cache=True)
-def bce_with_logits_cpu(z, t, scale, acc, grad):
-    total = 0.0
-    correct = 0
-    for i in prange(z.size):
-        e = math.exp(-abs(z[i]))  # in (0, 1]: never overflows
-        total += max(z[i], 0.0) - z[i] * t[i] + math.log1p(e)
-        sig = 1.0 / (1.0 + e) if z[i] >= 0 else e / (1.0 + e)
-        grad[i] = scale * (sig - t[i])
-        correct += 1 if (z[i] > 0) == (t[i] > 0.5) else 0
-    acc[0] += total
-    acc[1] += correct
-
-
-for _op, _kernel in [
-    ("softmax_cross_entropy", softmax_cross_entropy_cpu),
-    ("mse", mse_cpu),
-    ("bce", bce_cpu),
-    ("bce_with_logits", bce_with_logits_cpu),
-]:
-    KERNELS[_op, "cpu"] = _kernel
-
-
-@register("softmax_cross_entropy", "cpu")
-def softmax_cross_entropy_cpu_launch(z, labels, scale, acc):
-    grad = np.empty_like(z)
-    if z.shape[0]:
-        softmax_cross_entropy_cpu(z, labels, z.dtype.type(scale), acc, grad)
-    return grad
-
-
-def _flat_launch(kernel):
-    def run(p, t, scale, acc):
-        shape = p.shape
-        p, t = np.ascontiguousarray(p).reshape(-1), np.ascontiguousarray(t).reshape(-1)
-        grad = np.empty_like(p)
-        if p.size:
-            kernel(p, t, p.dtype.type(scale), acc, grad)
-        return grad.reshape(shape)
-
-    return run
-
-
-register("mse", "cpu")(_flat_launch(mse_cpu))
-register("bce", "cpu")(_flat_launch(bce_cpu))
-register("bce_with_logits", "cpu")(_flat_launch(bce_with_logits_cpu))
 
 
 # ---------------------------------------------------------------------- CUDA
-# softmax cross-entropy: a group of lanes (a warp, or part of one for small C) per row,
-# several rows per block and a grid-stride loop over the rows; the loss and the correct
-# count are summed per block and added to acc with one atomic add each. The elementwise
-# losses: a grid-stride loop, then one block reduction of the loss sum. Either way, one
-# atomic add per block and quantity into acc.
+# softmax cross-entropy, kernel 1 (the first version): one thread per row, the CPU's row
+# loop as it is, and two atomic adds per row into acc.
 
+
+def _grid_rows(z, *args):
+    return blocks_1d(z.shape[0]), THREADS_1D
+
+
+@kernel("softmax_cross_entropy", "cuda", loss, flat=False, grid=_grid_rows, first_version=True)
+def softmax_cross_entropy_first_cuda(z, labels, scale, acc, grad):
+    i = cuda.grid(1)  # one thread per row
+    if i < z.shape[0]:
+        row_loss, row_correct = _ce_row_gpu(z, labels, scale, grad, i)
+        cuda.atomic.add(acc, 0, row_loss)
+        cuda.atomic.add(acc, 1, float(row_correct))
+
+
+# softmax cross-entropy, the tuned kernel: a group of lanes (a warp, or part of one for
+# small C) per row, several rows per block and a grid-stride loop over the rows; the loss
+# and the correct count are summed per block and added to acc with one atomic add each.
 # SPEEDTIP: 256 threads = 8 warps a block. ptxas (sm_90) gives the float32 kernel 64
 # registers a thread, so 4 blocks (32 warps) fit on an SM; with 4 loads in flight a
 # lane that is ~16 KB of reads in flight per SM, about what an H100's HBM3 needs
-# (3.35 TB/s x ~0.7 us / 132 SMs). At most 1024 blocks (about two such waves on 132
-# SMs); larger batches are covered by the grid-stride loop instead of more blocks, which
-# also caps the atomic adds into acc at 2 per block: 2048 per launch at most.
+# (3.35 TB/s x ~0.7 us / 132 SMs). At most MAX_BLOCKS = 1024 blocks (about two such
+# waves on 132 SMs); larger batches are covered by the grid-stride loop instead of more
+# blocks, which also caps the atomic adds into acc at 2 per block: 2048 per launch at most.
 # NOTE: under Numba's CUDA simulator every GPU thread is a Python thread: 8-thread
 # blocks whose "warp" is 8 lanes wide, and at most 4 blocks, so that the grid-stride
 # loop runs several times even in small tests. The kernel works for any power-of-two
@@ -208,7 +203,7 @@ register("bce_with_logits", "cpu")(_flat_launch(bce_with_logits_cpu))
 CE_THREADS = 8 if SIMULATOR else 256
 CE_WARP = min(32, CE_THREADS)  # the lanes that shuffle together
 CE_WARPS = CE_THREADS // CE_WARP  # warps a block (the shared-memory partial sums)
-CE_MAX_BLOCKS = 4 if SIMULATOR else 1024
+CE_MAX_BLOCKS = MAX_BLOCKS
 FULL_MASK = 0xFFFFFFFF
 
 
@@ -316,8 +311,33 @@ def _warp_sum(value):
     return value
 
 
-@cuda_jit
+def _grid_lanes(z, *args):
+    """Groups of ce_lanes(C) lanes a row, CE_THREADS // lanes rows a block."""
+    rows_per_block = CE_THREADS // ce_lanes(z.shape[1])
+    return min(blocks_1d(z.shape[0], rows_per_block), CE_MAX_BLOCKS), CE_THREADS
+
+
+@kernel("softmax_cross_entropy", "cuda", loss, flat=False, grid=_grid_lanes)
 def softmax_cross_entropy_cuda(z, labels, scale, acc, grad):
+    """The tuned softmax cross-entropy. What each trick buys over the first version
+    (one thread a row, ``softmax_cross_entropy_first_cuda``):
+
+    * lanes per row (``ce_lanes(C)`` lanes share a row): the first version's thread
+      walks its row alone, so neighbouring threads read addresses a row apart (one
+      memory transaction per thread) and a batch of N rows runs only N threads; here a
+      warp's lanes read neighbouring logits (coalesced) and a row's work is spread over
+      up to 32 lanes, so small batches of long rows still fill the GPU.
+    * online max and sum: the row is read once for its max and sum (the sum is
+      rescaled when the max grows), not twice.
+    * four loads in flight a lane: more memory latency hidden per warp.
+    * warp shuffles: the lanes combine their max, sum and argmax in registers, with no
+      shared memory and no barrier.
+    * the row math in the logits' dtype: float32 logits get float32 exp and sums
+      (float64 arithmetic is 2x to 64x slower, depending on the GPU).
+    * a grid-stride loop over a bounded grid, and fewer atomics: one atomic add a block
+      and quantity (at most 2 * CE_MAX_BLOCKS a launch) instead of two a row, all to
+      the same two addresses, which the GPU serialises.
+    """
     n, c = z.shape
     t = cuda.threadIdx.x
     lanes = _ce_lanes_cuda(c)
@@ -380,84 +400,24 @@ def softmax_cross_entropy_cuda(z, labels, scale, acc, grad):
         cuda.atomic.add(acc, 1, float(correct))
 
 
-@cuda_jit
-def mse_cuda(p, t, scale, acc, grad):
-    buf = cuda.shared.array(THREADS_ROW, numba.float64)
-    total = 0.0
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        d = p[i] - t[i]
-        grad[i] = 2.0 * scale * d
-        total += d * d
-    total = _block_reduce(buf, total, False)
-    if cuda.threadIdx.x == 0:
-        cuda.atomic.add(acc, 0, total)
+# The elementwise losses: a grid-stride loop over the elements, then one block sum of
+# the loss and the count, added to acc with one atomic add each.
 
 
-@cuda_jit
-def bce_cuda(p, t, scale, acc, grad):
+@kernel("mse", "cuda", loss, flat=True, consts=(MSE,))
+@kernel("bce", "cuda", loss, flat=True, consts=(BCE,))
+@kernel("bce_with_logits", "cuda", loss, flat=True, consts=(BCE_WITH_LOGITS,))
+def pointwise_loss_cuda(p, t, scale, kind, acc, grad):
     buf = cuda.shared.array(THREADS_ROW, numba.float64)
     total = 0.0
     correct = 0.0
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        log_p = max(math.log(p[i]), LOG_CLAMP) if p[i] > 0 else LOG_CLAMP
-        log_q = max(math.log1p(-p[i]), LOG_CLAMP) if p[i] < 1 else LOG_CLAMP
-        total += -(t[i] * log_p + (1.0 - t[i]) * log_q)
-        grad[i] = scale * (p[i] - t[i]) / max(p[i] * (1.0 - p[i]), BCE_EPS)
-        correct += 1.0 if (p[i] > 0.5) == (t[i] > 0.5) else 0.0
+        term, g, hit = _pointwise_gpu(kind, p[i], t[i], scale)
+        grad[i] = g
+        total += term
+        correct += hit
     total = _block_reduce(buf, total, False)
     correct = _block_reduce(buf, correct, False)
     if cuda.threadIdx.x == 0:
         cuda.atomic.add(acc, 0, total)
         cuda.atomic.add(acc, 1, correct)
-
-
-@cuda_jit
-def bce_with_logits_cuda(z, t, scale, acc, grad):
-    buf = cuda.shared.array(THREADS_ROW, numba.float64)
-    total = 0.0
-    correct = 0.0
-    for i in range(cuda.grid(1), z.size, cuda.gridsize(1)):
-        e = math.exp(-abs(z[i]))
-        total += max(z[i], 0.0) - z[i] * t[i] + math.log1p(e)
-        sig = 1.0 / (1.0 + e) if z[i] >= 0 else e / (1.0 + e)
-        grad[i] = scale * (sig - t[i])
-        correct += 1.0 if (z[i] > 0) == (t[i] > 0.5) else 0.0
-    total = _block_reduce(buf, total, False)
-    correct = _block_reduce(buf, correct, False)
-    if cuda.threadIdx.x == 0:
-        cuda.atomic.add(acc, 0, total)
-        cuda.atomic.add(acc, 1, correct)
-
-
-def _cuda_launch(op, kernel, rowwise):
-    KERNELS[op, "cuda"] = kernel
-
-    @register(op, "cuda")
-    def run(pred, target, scale, acc):
-        on_gpu = is_device_array(pred)
-        shape = tuple(pred.shape)
-        pred, target, acc_d = to_device(pred), to_device(target), to_device(acc)
-        if not rowwise:
-            pred, target = pred.reshape(pred.size), target.reshape(target.size)
-        grad = cuda.device_array(pred.shape, np.dtype(pred.dtype))
-        if pred.size:
-            if rowwise:  # groups of ce_lanes(C) lanes a row, CE_THREADS // lanes rows a block
-                threads = CE_THREADS
-                rows_per_block = threads // ce_lanes(pred.shape[1])
-                blocks = min((pred.shape[0] + rows_per_block - 1) // rows_per_block, CE_MAX_BLOCKS)
-            else:  # enough blocks to fill the GPU; the loop strides over the rest
-                threads = THREADS_ROW
-                blocks = min((pred.size + THREADS_ROW - 1) // THREADS_ROW, 1024)
-            kernel[blocks, threads](pred, target, np.dtype(pred.dtype).type(scale), acc_d, grad)
-        if on_gpu:
-            return grad.reshape(shape)
-        acc[...] = acc_d.copy_to_host()  # host in, host out: an explicit copy back
-        return grad.copy_to_host().reshape(shape)
-
-    run.__name__ = run.__qualname__ = f"{op}_cuda_launch"
-
-
-_cuda_launch("softmax_cross_entropy", softmax_cross_entropy_cuda, rowwise=True)
-_cuda_launch("mse", mse_cuda, rowwise=False)
-_cuda_launch("bce", bce_cuda, rowwise=False)
-_cuda_launch("bce_with_logits", bce_with_logits_cuda, rowwise=False)

@@ -15,6 +15,12 @@ Backward (the vector-Jacobian product, with y = softmax(x)):
 
     softmax_backward(dy, x)     = y * (dy - sum_k dy_k y_k)
     log_softmax_backward(dy, x) = dy - y * sum_k dy_k
+
+The two are one formula: ``log`` = 0 for softmax, 1 for log_softmax, and a kernel of each
+target serves both ops (the flag is the same for a whole launch, so the branch costs
+nothing). The backward, with w = y for softmax and w = 1 for log_softmax, is
+
+    dx_j = w_j dy_j - y_j sum_k w_k dy_k
 """
 
 from __future__ import annotations
@@ -23,11 +29,11 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._backend import register
-from .._cuda import cuda, cuda_jit
-from ._launch import THREADS_ROW, rowwise_cpu, rowwise_cuda
+from .._cuda import THREADS_ROW, cuda, cuda_jit
+from ._launch import kernel, rows, shared
 
 # ---------------------------------------------------------------------- reference
 
@@ -64,74 +70,76 @@ def log_softmax_backward_ref(dy, x, *, axis):
     return dy - y * dy.sum(axis=axis, keepdims=True)
 
 
+# ---------------------------------------------------------------------- the row formulas
+# Written once for both targets. Each covers the columns start, start + step, ... of row
+# i: the whole row on the CPU (start 0, step 1), one thread's share of it on the GPU
+# (start = its index in the block, step = the block's width).
+
+
+def _part_max(x, i, start, step):
+    m = -math.inf
+    for j in range(start, x.shape[1], step):
+        m = max(m, x[i, j])
+    return m
+
+
+def _part_sum_exp(x, i, m, start, step):
+    s = 0.0
+    for j in range(start, x.shape[1], step):
+        s += math.exp(x[i, j] - m)
+    return s
+
+
+def _part_dot(dy, x, i, m, inv, log, start, step):
+    """sum_j w_j dy_j, w_j = softmax_j (log = 0) or 1 (log = 1)."""
+    dot = 0.0
+    for j in range(start, x.shape[1], step):
+        dot += dy[i, j] if log else dy[i, j] * math.exp(x[i, j] - m) * inv
+    return dot
+
+
+def _write_rows(x, i, m, inv, log, out, start, step):
+    """out = softmax(x) (log = 0) or log_softmax(x) (log = 1), m the row max, inv 1/sum."""
+    log_s = -math.log(inv)
+    for j in range(start, x.shape[1], step):
+        out[i, j] = x[i, j] - m - log_s if log else math.exp(x[i, j] - m) * inv
+
+
+def _write_grads(dy, x, i, m, inv, dot, log, out, start, step):
+    """dx_j = w_j dy_j - y_j dot, w_j = y_j (log = 0) or 1 (log = 1)."""
+    for j in range(start, x.shape[1], step):
+        y = math.exp(x[i, j] - m) * inv
+        out[i, j] = dy[i, j] - y * dot if log else y * (dy[i, j] - dot)
+
+
+_part_max_cpu, _part_max_gpu = shared(_part_max)
+_part_sum_exp_cpu, _part_sum_exp_gpu = shared(_part_sum_exp)
+_part_dot_cpu, _part_dot_gpu = shared(_part_dot)
+_write_rows_cpu, _write_rows_gpu = shared(_write_rows)
+_write_grads_cpu, _write_grads_gpu = shared(_write_grads)
+
 # ---------------------------------------------------------------------- CPU (Numba)
 # One row per prange iteration: rows are independent, so there is no race, and each
 # row's max and sum are plain scalar loops.
 
 
-@njit(cache=True, inline="always")
-def _row_max_sum(x, i):
-    """Max of row i of x, and sum of exp(x - max) over the row."""
-    m = x[i, 0]
-    for j in range(1, x.shape[1]):
-        m = max(m, x[i, j])
-    s = 0.0
-    for j in range(x.shape[1]):
-        s += math.exp(x[i, j] - m)
-    return m, s
-
-
-@rowwise_cpu("softmax")
-@njit(parallel=True, cache=True)
-def softmax_cpu(x, out):
+@kernel("softmax", "cpu", rows, consts=(0,))
+@kernel("log_softmax", "cpu", rows, consts=(1,))
+def softmax_cpu(x, log, out):
     for i in prange(x.shape[0]):
-        m = x[i, 0]
-        for j in range(1, x.shape[1]):
-            m = max(m, x[i, j])
-        s = 0.0
-        for j in range(x.shape[1]):
-            # SPEEDTIP: keep exp(x - m) in out, so each exp is computed once, not twice.
-            out[i, j] = math.exp(x[i, j] - m)
-            s += out[i, j]
-        inv = 1.0 / s
-        for j in range(x.shape[1]):
-            out[i, j] *= inv
+        m = _part_max_cpu(x, i, 0, 1)
+        inv = 1.0 / _part_sum_exp_cpu(x, i, m, 0, 1)
+        _write_rows_cpu(x, i, m, inv, log, out, 0, 1)
 
 
-@rowwise_cpu("softmax_backward")
-@njit(parallel=True, cache=True)
-def softmax_backward_cpu(dy, x, out):
+@kernel("softmax_backward", "cpu", rows, consts=(0,))
+@kernel("log_softmax_backward", "cpu", rows, consts=(1,))
+def softmax_backward_cpu(dy, x, log, out):
     for i in prange(x.shape[0]):
-        m, s = _row_max_sum(x, i)
-        inv = 1.0 / s
-        dot = 0.0  # sum_k dy_k * y_k
-        for j in range(x.shape[1]):
-            dot += dy[i, j] * math.exp(x[i, j] - m) * inv
-        for j in range(x.shape[1]):
-            out[i, j] = math.exp(x[i, j] - m) * inv * (dy[i, j] - dot)
-
-
-@rowwise_cpu("log_softmax")
-@njit(parallel=True, cache=True)
-def log_softmax_cpu(x, out):
-    for i in prange(x.shape[0]):
-        m, s = _row_max_sum(x, i)
-        log_s = math.log(s)
-        for j in range(x.shape[1]):
-            out[i, j] = x[i, j] - m - log_s
-
-
-@rowwise_cpu("log_softmax_backward")
-@njit(parallel=True, cache=True)
-def log_softmax_backward_cpu(dy, x, out):
-    for i in prange(x.shape[0]):
-        m, s = _row_max_sum(x, i)
-        inv = 1.0 / s
-        total = 0.0  # sum_k dy_k
-        for j in range(x.shape[1]):
-            total += dy[i, j]
-        for j in range(x.shape[1]):
-            out[i, j] = dy[i, j] - math.exp(x[i, j] - m) * inv * total
+        m = _part_max_cpu(x, i, 0, 1)
+        inv = 1.0 / _part_sum_exp_cpu(x, i, m, 0, 1)
+        dot = _part_dot_cpu(dy, x, i, m, inv, log, 0, 1)
+        _write_grads_cpu(dy, x, i, m, inv, dot, log, out, 0, 1)
 
 
 # ---------------------------------------------------------------------- CUDA
@@ -159,62 +167,27 @@ def _block_reduce(buf, value, take_max):
 
 
 @cuda_jit(device=True)
-def _block_row_max_sum(x, row, buf):
-    t, c = cuda.threadIdx.x, x.shape[1]
-    m = -math.inf
-    for j in range(t, c, THREADS_ROW):
-        m = max(m, x[row, j])
-    m = _block_reduce(buf, m, True)
-    s = 0.0
-    for j in range(t, c, THREADS_ROW):
-        s += math.exp(x[row, j] - m)
-    return m, _block_reduce(buf, s, False)
+def _block_row_max_inv(x, row, buf):
+    """The max m of row ``row`` and 1 / sum exp(x - m), in every thread of the block."""
+    t = cuda.threadIdx.x
+    m = _block_reduce(buf, _part_max_gpu(x, row, t, THREADS_ROW), True)
+    return m, 1.0 / _block_reduce(buf, _part_sum_exp_gpu(x, row, m, t, THREADS_ROW), False)
 
 
-@rowwise_cuda("softmax")
-@cuda_jit
-def softmax_cuda(x, out):
+@kernel("softmax", "cuda", rows, consts=(0,))
+@kernel("log_softmax", "cuda", rows, consts=(1,))
+def softmax_cuda(x, log, out):
     row, t = cuda.blockIdx.x, cuda.threadIdx.x
     buf = cuda.shared.array(THREADS_ROW, numba.float64)
-    m, s = _block_row_max_sum(x, row, buf)
-    for j in range(t, x.shape[1], THREADS_ROW):
-        out[row, j] = math.exp(x[row, j] - m) / s
+    m, inv = _block_row_max_inv(x, row, buf)
+    _write_rows_gpu(x, row, m, inv, log, out, t, THREADS_ROW)
 
 
-@rowwise_cuda("softmax_backward")
-@cuda_jit
-def softmax_backward_cuda(dy, x, out):
+@kernel("softmax_backward", "cuda", rows, consts=(0,))
+@kernel("log_softmax_backward", "cuda", rows, consts=(1,))
+def softmax_backward_cuda(dy, x, log, out):
     row, t = cuda.blockIdx.x, cuda.threadIdx.x
     buf = cuda.shared.array(THREADS_ROW, numba.float64)
-    m, s = _block_row_max_sum(x, row, buf)
-    dot = 0.0
-    for j in range(t, x.shape[1], THREADS_ROW):
-        dot += dy[row, j] * math.exp(x[row, j] - m) / s
-    dot = _block_reduce(buf, dot, False)
-    for j in range(t, x.shape[1], THREADS_ROW):
-        out[row, j] = math.exp(x[row, j] - m) / s * (dy[row, j] - dot)
-
-
-@rowwise_cuda("log_softmax")
-@cuda_jit
-def log_softmax_cuda(x, out):
-    row, t = cuda.blockIdx.x, cuda.threadIdx.x
-    buf = cuda.shared.array(THREADS_ROW, numba.float64)
-    m, s = _block_row_max_sum(x, row, buf)
-    log_s = math.log(s)
-    for j in range(t, x.shape[1], THREADS_ROW):
-        out[row, j] = x[row, j] - m - log_s
-
-
-@rowwise_cuda("log_softmax_backward")
-@cuda_jit
-def log_softmax_backward_cuda(dy, x, out):
-    row, t = cuda.blockIdx.x, cuda.threadIdx.x
-    buf = cuda.shared.array(THREADS_ROW, numba.float64)
-    m, s = _block_row_max_sum(x, row, buf)
-    total = 0.0
-    for j in range(t, x.shape[1], THREADS_ROW):
-        total += dy[row, j]
-    total = _block_reduce(buf, total, False)
-    for j in range(t, x.shape[1], THREADS_ROW):
-        out[row, j] = dy[row, j] - math.exp(x[row, j] - m) / s * total
+    m, inv = _block_row_max_inv(x, row, buf)
+    dot = _block_reduce(buf, _part_dot_gpu(dy, x, row, m, inv, log, t, THREADS_ROW), False)
+    _write_grads_gpu(dy, x, row, m, inv, dot, log, out, t, THREADS_ROW)
