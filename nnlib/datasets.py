@@ -6,15 +6,18 @@
   holds every class.
 * :func:`load_digits`: 1,797 real 8x8 handwritten digits, bundled (no network needed).
 * :func:`load_mnist`, :func:`load_fashion_mnist`: 70,000 28x28 images each, downloaded
-  once into a cache folder and verified.
+  once into a cache folder and verified. nnlib never deletes or changes a file it did not
+  write: another copy of MNIST in your folder is read (with a warning) or refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import numbers
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -212,18 +215,66 @@ IDX_SETS = {
 DATA_ENV = "NNLIB_DATA"
 
 
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+
+# nnlib's own cache folder is one that nnlib created and tagged with this file (the Cache
+# Directory Tagging Specification, https://bford.info/cachedir/, which backup tools
+# honour). Only there may nnlib replace a corrupt copy; every other folder is the user's.
+CACHE_TAG = "CACHEDIR.TAG"
+CACHE_TAG_TEXT = (
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by nnlib.\n"
+    "# nnlib downloads data sets into this folder and may replace a corrupt copy here;\n"
+    "# it never changes a file in a folder without this tag.\n"
+    "# For information about cache directory tags see https://bford.info/cachedir/\n"
+)
+
+
 class DownloadError(OSError):
     """No mirror delivered a file with the right checksum."""
 
 
+class ChecksumWarning(UserWarning):
+    """A data file's checksum is not the published one; nnlib reads it if its contents are
+    valid, and leaves it as it is."""
+
+
 def data_home(cache_dir=None) -> Path:
     """Where downloaded data sets live: ``cache_dir``, else ``$NNLIB_DATA``, else
-    ``~/.cache/nnlib``."""
+    ``~/.cache/nnlib``.
+
+    Each set has its own folder inside, e.g. ``<data_home>/mnist``. When nnlib creates
+    that folder it tags it as nnlib's own cache (a ``CACHEDIR.TAG`` file): only there does
+    it replace a corrupt copy (atomically, with a verified download). A set folder that
+    already existed without the tag (your own MNIST files, where ``$NNLIB_DATA`` or
+    ``cache_dir`` points) is yours: nnlib reads the files, downloads only the missing
+    ones, and never deletes or overwrites anything in it.
+    """
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
     return Path.home() / ".cache" / "nnlib"
+
+
+def _is_own_cache(folder: Path) -> bool:
+    try:
+        text = (folder / CACHE_TAG).read_text(errors="replace")
+    except OSError:
+        return False
+    return text.startswith(CACHE_TAG_TEXT.split("\n")[0]) and "created by nnlib" in text
+
+
+def _own_cache(folder: Path) -> bool:
+    """Create ``folder`` as nnlib's own (tagged) cache if it does not exist yet; whether
+    it is nnlib's own cache."""
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        pass  # nnlib did not create it now: it is nnlib's only if an earlier call tagged it
+    else:
+        (folder / CACHE_TAG).write_text(CACHE_TAG_TEXT)
+    return _is_own_cache(folder)
 
 
 def _digest(path: Path, checksum: str) -> tuple[str, str]:
@@ -235,9 +286,11 @@ def _digest(path: Path, checksum: str) -> tuple[str, str]:
     return h.hexdigest(), expected
 
 
-def _download(url: str, target: Path, checksum: str, timeout: float, verbose: bool) -> None:
+def _download(url, target: Path, checksum, timeout, verbose, *, replace: bool) -> None:
     """Fetch ``url`` into ``target`` atomically: a temporary file in the same folder is
-    renamed into place only when it is complete and its checksum matches."""
+    moved into place only when it is complete and its checksum matches. ``replace``
+    (nnlib's own cache only) may replace a corrupt ``target``; otherwise an existing
+    ``target`` is never overwritten."""
     import http.client
     import tempfile
 
@@ -248,11 +301,30 @@ def _download(url: str, target: Path, checksum: str, timeout: float, verbose: bo
         if got != want:
             algorithm = checksum.partition(":")[0]
             raise OSError(f"checksum mismatch ({algorithm} {got}, expected {want})")
-        os.replace(tmp, target)  # atomic: the file is there whole, or not at all
+        if replace:
+            os.replace(tmp, target)  # atomic: the file is there whole, or not at all
+        else:
+            _create(Path(tmp), target)
     except http.client.HTTPException as err:  # e.g. IncompleteRead: the server hung up
         raise OSError(f"transfer interrupted ({type(err).__name__})") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _create(tmp: Path, target: Path) -> None:
+    """Move ``tmp`` to ``target`` only if ``target`` does not exist."""
+    # NOTE: a hard link fails if the target exists, so a file that another program wrote
+    # meanwhile is never overwritten (a check then a rename could race with it).
+    try:
+        os.link(tmp, target)
+        return
+    except FileExistsError:
+        pass
+    except OSError:  # no hard links on this file system (FAT, some network shares)
+        if not target.exists():
+            os.replace(tmp, target)
+            return
+    raise OSError(f"{target} appeared while downloading; nnlib left it as it is: call again")
 
 
 def _stream(url, fd, name, timeout, verbose) -> None:
@@ -283,36 +355,60 @@ def _bar(name, size, verbose):
     return tqdm(total=int(size) if size else None, unit="B", unit_scale=True, desc=name)
 
 
-def _fetch(name: str, folder: Path, timeout: float, verbose: bool, download: bool) -> dict:
-    """Each file of set ``name`` in ``folder`` (verified), downloading what is missing."""
+def _fetch(name, folder: Path, own: bool, timeout, verbose, download: bool) -> dict:
+    """Each file of set ``name`` in ``folder``, downloading what is missing. ``own``: the
+    folder is nnlib's own cache, where a corrupt copy may be replaced."""
     spec = IDX_SETS[name]
-    folder.mkdir(parents=True, exist_ok=True)
     found = {}
     for filename, checksum in spec["files"].items():
         target = folder / filename
+        plain = folder / filename.removesuffix(".gz")
+        kept = ""
         if target.exists():
             got, want = _digest(target, checksum)
             if got == want:
                 found[filename] = target
                 continue
-            target.unlink()  # a corrupt cached copy: fetch it again
-        plain = folder / filename.removesuffix(".gz")
-        if plain.exists():
+            if not (own and download):
+                # NOTE: a file nnlib did not write (or cannot replace now): read it if its
+                # contents are valid MNIST, refuse it otherwise, but never change it.
+                warnings.warn(_mismatch(name, target, got, want, own), ChecksumWarning, 4)
+                found[filename] = target
+                continue
+            # nnlib's own cache holds a corrupt copy: a verified download replaces it below
+            kept = f"\n(the corrupt copy {target} was left as it is)"
+        elif plain.exists():
             found[filename] = plain  # unpacked by hand: checked by its IDX header instead
             continue
-        if not download:
+        elif not download:
             raise FileNotFoundError(_by_hand(name, filename, folder, []))
         problems = []
         for mirror in spec["mirrors"]:
             try:
-                _download(mirror + filename, target, checksum, timeout, verbose)
+                _download(mirror + filename, target, checksum, timeout, verbose, replace=own)
                 break
             except OSError as err:  # URLError, HTTPError, timeouts, bad checksum
                 problems.append(f"{mirror + filename}: {err}")
         else:
-            raise DownloadError(_by_hand(name, filename, folder, problems))
+            raise DownloadError(_by_hand(name, filename, folder, problems) + kept)
         found[filename] = target
     return found
+
+
+def _mismatch(name, path, got, want, own) -> str:
+    title = TITLES.get(name, name)
+    if own:
+        todo = "call again with download=True to replace it with the published file"
+    else:
+        todo = (
+            "to use the published file instead, replace it with a copy from any of "
+            f"{', '.join(IDX_SETS[name]['mirrors'])}"
+        )
+    return (
+        f"{path}: its SHA-256 is {got}, the published file's is {want}: it may be another "
+        f"copy of {title} (gzipped again, for example). nnlib reads it if its contents are "
+        f"valid {title} and leaves it as it is; {todo}."
+    )
 
 
 def _by_hand(name, filename, folder, problems) -> str:
@@ -331,44 +427,112 @@ def _by_hand(name, filename, folder, problems) -> str:
 
 
 def read_idx(path) -> np.ndarray:
-    """An array from an IDX file (the MNIST format), gzipped or not."""
+    """An array from an IDX file (the MNIST format), gzipped or not.
+
+    A file that is not IDX, is truncated, or whose gzip stream is corrupt raises
+    ``ValueError`` naming the file. The file is read in blocks, never more than its header
+    promises, so a header claiming terabytes costs only the bytes the file holds.
+    """
     import gzip
+    import zlib
 
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+    with open(path, "rb") as f:
+        packed = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: a corrupt gzip file ({err})") from None
-    types = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in types or raw[3] == 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
-    ndim, dtype = raw[3], np.dtype(types[raw[2]])
-    header = 4 + 4 * ndim
-    shape = tuple(int(d) for d in np.frombuffer(raw[4:header], ">u4"))
-    if len(raw) - header != int(np.prod(shape)) * dtype.itemsize:
+            return _parse_idx(gzip.GzipFile(fileobj=f) if packed else f, path)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+            raise ValueError(
+                f"{path}: a corrupt or truncated gzip file ({err}). It was damaged or not "
+                "copied whole: replace it with a fresh copy"
+            ) from None
+
+
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _parse_idx(stream, path) -> np.ndarray:
+    magic = _read(stream, 4)
+    if len(magic) < 4 or magic[0] or magic[1] or magic[2] not in _IDX_TYPES or not magic[3]:
         raise ValueError(
-            f"{path}: IDX header says shape {shape} ({int(np.prod(shape)) * dtype.itemsize} "
-            f"bytes of data) but the file holds {len(raw) - header}: truncated or corrupt"
+            f"{path}: not an IDX file (bad magic number {magic.hex()}; an IDX file starts "
+            "with 00 00, a type code and the number of dimensions)"
         )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape)
+    ndim, dtype = magic[3], np.dtype(_IDX_TYPES[magic[2]])
+    dims = _read(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(
+            f"{path}: the IDX header promises {ndim} dimensions but the file ends after "
+            f"{len(dims)} of their {4 * ndim} bytes: truncated or corrupt"
+        )
+    shape = tuple(int.from_bytes(dims[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
+    size = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    data = _read(stream, size + 1)  # one byte more: to see trailing data (and the gzip CRC)
+    if len(data) != size:
+        holds = f"{len(data)}" if len(data) < size else "more"
+        raise ValueError(
+            f"{path}: IDX header says shape {shape} ({size} bytes of data) but the file "
+            f"holds {holds}: truncated or corrupt"
+        )
+    return np.frombuffer(data, dtype).reshape(shape)
+
+
+def _read(stream, n: int) -> bytes:
+    """Up to ``n`` bytes of ``stream``, read in blocks of at most 16 MiB."""
+    blocks = []
+    while n > 0 and (block := stream.read(min(n, 1 << 24))):
+        blocks.append(block)
+        n -= len(block)
+    return b"".join(blocks)
+
+
+def _mnist_array(name, filename, path) -> np.ndarray:
+    """The array of one file of set ``name``, checked to be MNIST-shaped: images uint8
+    (n, 28, 28), labels uint8 (n,) in 0..9."""
+    a = read_idx(path)
+    if "images" in filename and (a.dtype != np.uint8 or a.ndim != 3 or a.shape[1:] != (28, 28)):
+        raise ValueError(
+            f"{path}: {TITLES.get(name, name)} images must be uint8 images of 28x28 pixels, "
+            f"shape (n, 28, 28); the file holds shape {a.shape}, dtype {a.dtype}"
+        )
+    if "labels" in filename:
+        if a.dtype != np.uint8 or a.ndim != 1:
+            raise ValueError(
+                f"{path}: labels must be a 1-D uint8 array, shape (n,); the file holds "
+                f"shape {a.shape}, dtype {a.dtype}"
+            )
+        if len(a) and a.max() > 9:
+            raise ValueError(
+                f"{path}: labels must lie in 0..9; got values from {a.min()} to {a.max()}"
+            )
+    return a
 
 
 def _load_idx_set(name, path, cache_dir, download, timeout, verbose):
     if path is not None:
-        folder, download = Path(path).expanduser(), False
+        folder, download, own = Path(path).expanduser(), False, False
         if not folder.is_dir():
             raise FileNotFoundError(f"path must be a folder holding the {name} files; got {path}")
     else:
         folder = data_home(cache_dir) / name
-    files = _fetch(name, folder, timeout, verbose, download)
-    arrays = {f: read_idx(p) for f, p in files.items()}
+        own = _own_cache(folder) if download else _is_own_cache(folder)
+    arrays = {}
+    for filename, p in _fetch(name, folder, own, timeout, verbose, download).items():
+        try:
+            arrays[filename] = _mnist_array(name, filename, p)
+        except ValueError as err:
+            again = ", or delete it and call again to download it" if download else ""
+            raise ValueError(
+                f"{err}\n{p} is not a valid copy of the published file {filename} of "
+                f"{TITLES.get(name, name)}: replace it with the published file from any of "
+                f"{', '.join(IDX_SETS[name]['mirrors'])}{again}. nnlib left it as it is."
+            ) from None
     out = []
     for split in ("train", "t10k"):
         images = arrays[f"{split}-images-idx3-ubyte.gz"]
         labels = arrays[f"{split}-labels-idx1-ubyte.gz"]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        if len(images) != len(labels):
             raise ValueError(
                 f"{name} {split}: {images.shape} images do not match {labels.shape} labels"
             )
@@ -386,6 +550,12 @@ def load_mnist(*, path=None, cache_dir=None, download=True, timeout=60.0, verbos
     the first mirror that works, and checked against their published checksums; later
     calls read the cache without touching the network. ``path=`` reads the files
     (gzipped or not) from a folder instead and never downloads.
+
+    nnlib never deletes or changes a file it did not write (see :func:`data_home` for
+    which folder is nnlib's own cache). A file whose checksum is not the published one
+    (another copy of MNIST, gzipped again) gives a :class:`ChecksumWarning` and is read if
+    its contents are valid MNIST (IDX header, byte count, images uint8 (n, 28, 28), labels
+    in 0..9); otherwise ``ValueError`` names the file and what to do.
     """
     return _load_idx_set("mnist", path, cache_dir, download, timeout, verbose)
 

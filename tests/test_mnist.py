@@ -1,6 +1,8 @@
 """MNIST-style loaders, against fixture IDX files served from 127.0.0.1 (no test touches
 the internet): download and parse, checksum failure, mirror fallback, cache hit,
-interrupted transfer, gzipped and plain files, the offline path, malformed files."""
+interrupted transfer, gzipped and plain files, the offline path, malformed files; and a
+file nnlib did not write (another copy of MNIST in the user's folder) is read or refused,
+never deleted or changed."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import hashlib
 import http.server
 import struct
 import threading
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,7 +119,10 @@ def _check_arrays(result):
 def test_download_parses_and_caches(tmp_path, server, fake_mnist):
     _serve(server, "a")
     _check_arrays(datasets.load_mnist(cache_dir=tmp_path))
-    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(FILES)
+    # the four files, and the tag that marks the folder as nnlib's own cache
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(
+        [*FILES, "CACHEDIR.TAG"]
+    )
     assert len(server.requests) == 4
     # a cache hit makes no request at all
     _check_arrays(datasets.load_mnist(cache_dir=tmp_path))
@@ -155,7 +162,7 @@ def test_an_interrupted_transfer_leaves_no_file(tmp_path, server, fake_mnist):
     _serve(server, "cut")
     with pytest.raises(datasets.DownloadError, match="interrupted"):
         datasets.load_mnist(cache_dir=tmp_path)
-    assert list((tmp_path / "mnist").iterdir()) == []
+    assert [p.name for p in (tmp_path / "mnist").iterdir()] == ["CACHEDIR.TAG"]
 
 
 def test_a_corrupt_cached_file_is_fetched_again(tmp_path, server, fake_mnist):
@@ -216,3 +223,208 @@ def test_published_files_are_pinned_by_sha256(name):
         assert algorithm == "sha256"
         assert len(hexdigest) == 64 and int(hexdigest, 16) >= 0
     assert len(set(digests)) == len(digests)
+
+
+# ------------------------------------------------- files nnlib did not write: never changed
+# Another copy of MNIST: the same IDX contents gzipped again by the user (another
+# compression level, no timestamp), so valid files whose SHA-256 is not the published one.
+MINE = {
+    name: gzip.compress(gzip.decompress(b), compresslevel=1, mtime=0) for name, b in FILES.items()
+}
+MISMATCH = (
+    r"its SHA-256 is [0-9a-f]{64}, the published file's is [0-9a-f]{64}: "
+    r"it may be another copy of MNIST"
+)
+
+
+def _place(folder, files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        (folder / name).write_bytes(body)
+    return folder
+
+
+def _snapshot(folder):
+    """Every file in ``folder``: its bytes and its modification time in ns."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_path_reads_another_copy_of_mnist_with_a_warning_and_keeps_it(tmp_path, server, fake_mnist):
+    folder = _place(tmp_path / "mine", MINE)
+    before = _snapshot(folder)
+    with pytest.warns(datasets.ChecksumWarning, match=MISMATCH) as caught:
+        _check_arrays(datasets.load_mnist(path=folder))
+    assert len(caught) == 4 and all(str(folder) in str(w.message) for w in caught)
+    assert _snapshot(folder) == before
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("how", ["NNLIB_DATA", "cache_dir"])
+def test_a_users_own_folder_is_read_never_changed(tmp_path, server, fake_mnist, monkeypatch, how):
+    # The user points nnlib at their folder, which already holds their MNIST: nnlib did not
+    # create <folder>/mnist, so it is the user's, not nnlib's cache.
+    _serve(server, "a")
+    home = tmp_path / "datasets"
+    folder = _place(home / "mnist", MINE)
+    before = _snapshot(folder)
+    with pytest.warns(datasets.ChecksumWarning, match=MISMATCH):
+        if how == "NNLIB_DATA":
+            monkeypatch.setenv("NNLIB_DATA", str(home))
+            result = datasets.load_mnist()
+        else:
+            result = datasets.load_mnist(cache_dir=home)
+    _check_arrays(result)
+    assert _snapshot(folder) == before
+    assert server.requests == []
+
+
+def test_a_file_missing_from_a_users_folder_is_downloaded_beside_theirs(
+    tmp_path, server, fake_mnist
+):
+    _serve(server, "a")
+    missing = "t10k-labels-idx1-ubyte.gz"
+    folder = _place(tmp_path / "mnist", {n: b for n, b in MINE.items() if n != missing})
+    before = _snapshot(folder)
+    with pytest.warns(datasets.ChecksumWarning, match=MISMATCH):
+        _check_arrays(datasets.load_mnist(cache_dir=tmp_path))
+    after = _snapshot(folder)
+    assert after.pop(missing)[0] == FILES[missing]
+    assert after == before
+    assert server.requests == [f"/a/{missing}"]
+
+
+def _bad_labels():
+    return gzip.compress(_idx(np.array([3, 10, 1, 2, 0])), mtime=0)
+
+
+@pytest.mark.parametrize(
+    ("filename", "body", "text"),
+    [
+        (
+            "train-labels-idx1-ubyte.gz",
+            _bad_labels(),
+            r"labels must lie in 0\.\.9.*got values from 0 to 10",
+        ),
+        (
+            "train-images-idx3-ubyte.gz",
+            gzip.compress(b"\x12\x34\x56\x78" + bytes(20)),
+            "not an IDX file",
+        ),
+        (
+            "train-images-idx3-ubyte.gz",
+            gzip.compress(_idx(np.zeros((5, 28, 28)))[:-7]),
+            "truncated or corrupt",
+        ),
+        (
+            "train-images-idx3-ubyte.gz",
+            gzip.compress(_idx(np.zeros((5, 8, 8)))),
+            r"images of 28x28.*\(5, 8, 8\)",
+        ),
+        ("t10k-labels-idx1-ubyte.gz", gzip.compress(_idx(np.zeros((3, 2)))), r"1-D.*\(3, 2\)"),
+    ],
+    ids=["label 10", "bad magic", "short data", "8x8 images", "2-D labels"],
+)
+def test_another_file_that_is_not_valid_mnist_is_refused_and_kept(
+    tmp_path, fake_mnist, filename, body, text
+):
+    folder = _place(tmp_path / "mine", dict(MINE, **{filename: body}))
+    before = _snapshot(folder)
+    with (
+        pytest.warns(datasets.ChecksumWarning, match=MISMATCH),
+        pytest.raises(ValueError, match=text) as err,
+    ):
+        datasets.load_mnist(path=folder)
+    assert str(folder / filename) in str(err.value) and "published file" in str(err.value)
+    assert _snapshot(folder) == before
+
+
+def _corrupt_deflate(body: bytes) -> bytes:
+    """``body`` with one byte of its deflate stream flipped so that zlib itself rejects it
+    (not only the CRC check at the end)."""
+    for i in range(12, len(body) - 8):
+        bad = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
+        try:
+            gzip.decompress(bad)
+        except zlib.error:
+            return bad
+        except (OSError, EOFError):
+            continue
+    raise AssertionError("no single-byte flip makes zlib fail")
+
+
+@pytest.mark.parametrize("damage", ["deflate", "truncated", "bad header", "cut in IDX header"])
+def test_a_damaged_gzip_file_gives_a_clear_error_and_is_kept(tmp_path, fake_mnist, damage):
+    name = "train-images-idx3-ubyte.gz"
+    body = {
+        "deflate": _corrupt_deflate(FILES[name]),
+        "truncated": FILES[name][: len(FILES[name]) // 2],
+        "bad header": b"\x1f\x8b\x07" + FILES[name][3:],  # compression method 7 does not exist
+        "cut in IDX header": gzip.compress(_idx(np.zeros((5, 28, 28)))[:9]),
+    }[damage]
+    folder = _place(tmp_path / "mine", dict(MINE, **{name: body}))
+    before = _snapshot(folder)
+    with pytest.raises(ValueError) as err, pytest.warns(datasets.ChecksumWarning):
+        datasets.load_mnist(path=folder)
+    message = str(err.value)
+    assert str(folder / name) in message
+    assert "corrupt" in message or "truncated" in message
+    assert "copy" in message  # what to do: get a fresh copy
+    assert _snapshot(folder) == before
+    with pytest.raises(ValueError, match=r"corrupt|truncated"):
+        datasets.read_idx(folder / name)
+
+
+def test_a_plain_idx_file_cut_inside_its_header_is_a_clear_error(tmp_path):
+    cut = _write(tmp_path / "x-idx3-ubyte", _idx(np.zeros((2, 3, 4)))[:9])
+    with pytest.raises(ValueError, match=r"x-idx3-ubyte.*truncated"):
+        datasets.read_idx(cut)
+
+
+def test_nnlib_tags_the_cache_folder_it_creates(tmp_path, server, fake_mnist):
+    _serve(server, "a")
+    datasets.load_mnist(cache_dir=tmp_path)
+    tag = (tmp_path / "mnist" / "CACHEDIR.TAG").read_text()
+    assert tag.startswith("Signature: 8a477f597d28d172789f06886806bc55") and "nnlib" in tag
+
+
+def test_the_own_cache_replaces_a_corrupt_copy_atomically(
+    tmp_path, server, fake_mnist, monkeypatch
+):
+    _serve(server, "a")
+    datasets.load_mnist(cache_dir=tmp_path)
+    target = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
+    target.write_bytes(b"garbage")
+    replaced, real_replace = [], datasets.os.replace
+
+    def spy(src, dst):
+        # the corrupt copy is still in place until the verified download replaces it
+        replaced.append((Path(src).parent, Path(dst), Path(dst).read_bytes()))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(datasets.os, "replace", spy)
+    _check_arrays(datasets.load_mnist(cache_dir=tmp_path))
+    assert replaced == [(target.parent, target, b"garbage")]
+    assert target.read_bytes() == FILES[target.name]
+
+
+def test_the_own_cache_keeps_a_corrupt_copy_when_no_mirror_delivers(tmp_path, server, fake_mnist):
+    _serve(server, "a")
+    datasets.load_mnist(cache_dir=tmp_path)
+    target = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
+    target.write_bytes(b"garbage")
+    server.routes.clear()
+    with pytest.raises(datasets.DownloadError, match=r"train-labels-idx1-ubyte\.gz"):
+        datasets.load_mnist(cache_dir=tmp_path)
+    assert target.read_bytes() == b"garbage"
+
+
+def test_the_own_cache_offline_reads_another_copy_with_a_warning(tmp_path, server, fake_mnist):
+    _serve(server, "a")
+    datasets.load_mnist(cache_dir=tmp_path)
+    target = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
+    target.write_bytes(MINE[target.name])
+    before = _snapshot(target.parent)
+    with pytest.warns(datasets.ChecksumWarning, match=MISMATCH):
+        _check_arrays(datasets.load_mnist(cache_dir=tmp_path, download=False))
+    assert _snapshot(target.parent) == before
+    assert len(server.requests) == 4
