@@ -20,7 +20,9 @@ once it is complete: an interrupted save leaves the previous file intact.
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -55,19 +57,56 @@ def write(path, header: dict, arrays: dict) -> Path:
 
 
 def _write_atomically(path: Path, arrays: dict) -> None:
+    # NOTE: a symlink is written through (its target is replaced, the link kept), and an
+    # existing file keeps its permissions; a new one gets the usual ones (0666 - umask)
+    path = Path(os.path.realpath(path)) if path.is_symlink() else path
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"save: the folder {folder} does not exist")
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)  # atomic: readers see the old file or the new one
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _check_sizes(path: Path) -> None:
+    """Every array in the archive at ``path`` is as large as its stored bytes, checked
+    from the array headers before anything is read: a small file cannot make ``load``
+    allocate what a header claims. (nnlib stores its arrays uncompressed.)"""
+    size = path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if info.file_size > size:
+                raise ModelFileError(
+                    f"load: {path}: {info.filename} claims {info.file_size} bytes, more than "
+                    f"the whole file ({size}): not a file nl.save wrote"
+                )
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                else:
+                    raise ModelFileError(f"load: {path}: {info.filename} has npy format {version}")
+            if math.prod(shape) * dtype.itemsize > info.file_size:
+                raise ModelFileError(
+                    f"load: {path}: {info.filename} claims shape {shape} of {dtype}, more than "
+                    f"its {info.file_size} stored bytes (corrupt or crafted)"
+                )
 
 
 def _version() -> str:
@@ -82,7 +121,13 @@ def read(path) -> tuple[dict, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load: no file {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"load: {path} is not a readable nnlib model file (an .npz archive, as nl.save "
+            "writes; corrupt or truncated?)"
+        )
     try:
+        _check_sizes(path)
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as err:

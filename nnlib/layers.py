@@ -126,6 +126,11 @@ class Layer:
         """The output width for an input of width ``in_features`` (None: unknown)."""
         return in_features
 
+    def parameter_shapes(self, in_features: int | None) -> dict[str, tuple]:
+        """The shapes of the parameters :meth:`build` makes for inputs ``in_features``
+        wide, by name (known before anything is allocated)."""
+        return {}
+
     def forward(self, x):
         raise NotImplementedError
 
@@ -233,6 +238,10 @@ class Dense(Layer):
     def output_features(self, in_features):
         return self.out_features
 
+    def parameter_shapes(self, in_features):
+        d = self.in_features if self.in_features is not None else in_features
+        return {"W": (d, self.out_features), "b": (self.out_features,)}
+
     def get_config(self) -> dict:
         # NOTE: a custom initializer (a callable) is saved as "xavier": it only matters
         # for building, and a loaded model's values replace what it drew.
@@ -257,10 +266,10 @@ class Dense(Layer):
                 f"{self!r} expects {self.in_features} input features; got {in_features}"
             )
         self.in_features = in_features
-        shape = (in_features, self.out_features)
+        shapes = self.parameter_shapes(in_features)
         self.params = {
-            "W": np.ascontiguousarray(self.init(shape, dtype=dtype, seed=rng), dtype),
-            "b": np.ascontiguousarray(self.bias_init((self.out_features,), dtype=dtype, seed=rng)),
+            "W": np.ascontiguousarray(self.init(shapes["W"], dtype=dtype, seed=rng), dtype),
+            "b": np.ascontiguousarray(self.bias_init(shapes["b"], dtype=dtype, seed=rng)),
         }
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.built = True
@@ -418,7 +427,7 @@ class PReLU(Layer):
             return in_features
         if self.per_feature and in_features is None:
             raise NotBuiltError("PReLU(per_feature=True) needs the input width to be known")
-        shape = (in_features,) if self.per_feature else ()
+        shape = self.parameter_shapes(in_features)["alpha"]
         self.params = {"alpha": np.full(shape, self.alpha0, dtype)}
         self.grads = {"alpha": np.zeros(shape, dtype)}
         self.built = True
@@ -435,6 +444,9 @@ class PReLU(Layer):
         dx, dalpha = F.prelu_backward(dy, x, alpha, backend=self.backend)
         self.grads["alpha"] = dalpha.reshape(self.params["alpha"].shape)
         return dx
+
+    def parameter_shapes(self, in_features):
+        return {"alpha": (in_features,) if self.per_feature else ()}
 
     def get_config(self) -> dict:
         return {"alpha": self.alpha0, "per_feature": self.per_feature}

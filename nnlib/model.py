@@ -153,6 +153,17 @@ class Sequential:
                 "or model.fit(...) first (or give every Dense a seed)"
             )
 
+    def parameter_shapes(self, input_dim: int | None = None) -> dict[str, tuple]:
+        """Every parameter's shape by name (as :meth:`parameters` names them), for inputs
+        ``input_dim`` wide, without building anything."""
+        width = input_dim if input_dim is not None else self.input_features
+        shapes = {}
+        for i, layer in enumerate(self.layers):
+            for k, shape in layer.parameter_shapes(width).items():
+                shapes[f"{i}.{k}"] = tuple(shape)
+            width = layer.output_features(width)
+        return shapes
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Every parameter by name, ``"<layer index>.<name>"`` (e.g. ``"0.W"``): live arrays."""
         self._require_built("parameters()")
@@ -488,25 +499,30 @@ class Sequential:
         an optimizer was saved with it. ``backend`` places the model on that backend
         (default: the usual resolution, see :func:`nnlib.get_backend`)."""
         header, arrays = io.read(path)
+        saved = {k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")}
         try:
-            model = cls.from_config(header)
-        except (KeyError, TypeError, ValueError) as err:
+            layers = [layer_from_config(spec) for spec in header["layers"]]
+            model = cls(layers, dtype=np.dtype(header["dtype"]))
+            # NOTE: checked against the arrays stored before anything is allocated: a
+            # small file cannot make load allocate what its header claims
+            needed = model.parameter_shapes()
+        except (KeyError, TypeError, ValueError, NotBuiltError) as err:
             raise io.ModelFileError(
                 f"load: {path} describes a model nnlib cannot build: {err}"
             ) from None
-        params = model.parameters()
-        saved = {k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")}
-        if set(saved) != set(params):
+        if set(saved) != set(needed):
             raise io.ModelFileError(
                 f"load: {path} holds parameters {sorted(saved)}, but its layers need "
-                f"{sorted(params)}"
+                f"{sorted(needed)}"
             )
         for name, value in saved.items():
-            if value.shape != params[name].shape:
+            if value.shape != needed[name]:
                 raise io.ModelFileError(
                     f"load: parameter {name!r} in {path} has shape {value.shape}; its layer "
-                    f"needs {params[name].shape}"
+                    f"needs {needed[name]}"
                 )
+        if not model.built:
+            model.build(seed=0)
         model.set_parameters({k: v.astype(model.dtype) for k, v in saved.items()})
         if header.get("loss"):
             model.loss = losses_.get(header["loss"], header.get("loss_reduction") or "mean")
@@ -522,6 +538,8 @@ class Sequential:
                 for k, names in spec["state"].items()
             }
             opt.load_state_dict({"hyper": hyper, "t": spec["t"], "state": state})
+            opt.backend = model.backend
+            opt.bind(model.store)  # the state must fit the parameters: checked here
         except (KeyError, TypeError, ValueError) as err:
             raise io.ModelFileError(
                 f"load: {path} holds an optimizer nnlib cannot restore: {err}"

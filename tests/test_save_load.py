@@ -202,3 +202,109 @@ def test_save_names_bad_arguments(tmp_path):
         nl.save(nl.Sequential([nl.Dense(3)]), tmp_path / "m.npz")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         nl.save(_model(), tmp_path / "nope" / "m.npz")
+
+
+# ---------------------------------------------------------------------------- hostile files
+
+
+def test_a_small_file_claiming_a_huge_model_is_refused_before_allocating(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "m.npz"
+    nl.save(_model(), path)
+    huge = tmp_path / "huge.npz"
+    huge.write_bytes(path.read_bytes())
+
+    def one_huge_layer(header, arrays):
+        dense = {"in_features": 50_000, "out_features": 50_000, "init": "he", "activation": None}
+        header["layers"] = [{"class": "Dense", "config": dense}]
+        for k in [k for k in arrays if k.startswith("param/") and not k.startswith("param/0.")]:
+            del arrays[k]
+
+    _rewrite(huge, one_huge_layer)
+    tracemalloc.start()
+    with pytest.raises(
+        ModelFileError, match=r"has shape \(4, 16\); its layer needs \(50000, 50000\)"
+    ):
+        nl.load(huge)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50e6, f"load allocated {peak / 1e6:.0f} MB for a {huge.stat().st_size} B file"
+
+
+def test_an_array_header_claiming_more_than_its_bytes_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    path = tmp_path / "m.npz"
+    nl.save(_model(), path)
+    header = io.BytesIO()  # an .npy header that claims 10^10 rows, then 64 bytes of data
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10_000_000_000, 16)}
+    )
+    crafted = tmp_path / "crafted.npz"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(crafted, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "param/0.W.npy":
+                data = header.getvalue() + bytes(64)
+            dst.writestr(info, data)
+    with pytest.raises(ModelFileError, match="claims shape"):
+        nl.load(crafted)
+
+
+def test_an_npy_file_is_not_a_model_file(tmp_path):
+    npy = tmp_path / "weights.npy"
+    np.save(npy, np.zeros(3))
+    with pytest.raises(ModelFileError, match="not a readable nnlib model file"):
+        nl.load(npy)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda o: o["hyper"].update(lr=-1), "lr must be > 0"),
+        (lambda o: o["hyper"].update(lr="fast"), "lr must be a real number"),
+        (lambda o: o["hyper"].update(betas=[0.9]), "betas must be a pair"),
+        (lambda o: o["hyper"].update(__class__="x"), "no hyper-parameter|unexpected keyword"),
+    ],
+)
+def test_optimizer_hyper_parameters_in_a_file_are_validated(tmp_path, edit, match):
+    path = tmp_path / "m.npz"
+    nl.save(_model(), path, optimizer=nl.optim.Adam().bind(*_binding()))
+    _rewrite(path, lambda h, a: edit(h["optimizer"]))
+    with pytest.raises(ModelFileError, match=match):
+        nl.load(path)
+
+
+def test_an_optimizer_state_of_the_wrong_shape_in_a_file_is_an_error_not_a_reset(tmp_path):
+    path = tmp_path / "m.npz"
+    nl.save(_model(), path, optimizer=nl.optim.Adam().bind(*_binding()))
+    _rewrite(path, lambda h, a: a.update({"optimizer/0.W/exp_avg": np.zeros((2, 2), np.float32)}))
+    with pytest.raises(ModelFileError, match=r"restored state of '0\.W'"):
+        nl.load(path)
+
+
+def test_save_keeps_a_files_permissions_and_writes_through_a_symlink(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / "models" / "m.npz"
+    target.parent.mkdir()
+    nl.save(_model(seed=1), target)
+    os.chmod(target, 0o640)
+    link = tmp_path / "latest.npz"
+    link.symlink_to(target)
+    nl.save(_model(seed=2), link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    np.testing.assert_array_equal(
+        nl.load(target).parameters()["0.W"], _model(seed=2).parameters()["0.W"]
+    )
+    fresh = tmp_path / "new.npz"
+    umask = os.umask(0o022)
+    try:
+        nl.save(_model(), fresh)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644
