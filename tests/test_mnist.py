@@ -428,3 +428,44 @@ def test_the_own_cache_offline_reads_another_copy_with_a_warning(tmp_path, serve
         _check_arrays(datasets.load_mnist(cache_dir=tmp_path, download=False))
     assert _snapshot(target.parent) == before
     assert len(server.requests) == 4
+
+
+def test_a_file_another_program_writes_during_the_download_is_kept(
+    tmp_path, server, fake_mnist, monkeypatch
+):
+    # In a user's folder the download is moved into place only if the name is still free.
+    _serve(server, "a")
+    missing = "t10k-labels-idx1-ubyte.gz"
+    folder = _place(tmp_path / "mnist", {n: b for n, b in MINE.items() if n != missing})
+    real_link = datasets.os.link
+
+    def link_after_another_program(src, dst):
+        Path(dst).write_bytes(MINE[missing])  # another program got there first
+        real_link(src, dst)
+
+    monkeypatch.setattr(datasets.os, "link", link_after_another_program)
+    with (
+        pytest.warns(datasets.ChecksumWarning),
+        pytest.raises(datasets.DownloadError, match="appeared while downloading"),
+    ):
+        datasets.load_mnist(cache_dir=tmp_path)
+    assert (folder / missing).read_bytes() == MINE[missing]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_users_folder_without_hard_links_still_gets_the_missing_file(
+    tmp_path, server, fake_mnist, monkeypatch
+):
+    _serve(server, "a")
+    missing = "train-images-idx3-ubyte.gz"
+    folder = _place(tmp_path / "mnist", {n: b for n, b in MINE.items() if n != missing})
+    before = _snapshot(folder)
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # what FAT file systems say
+
+    monkeypatch.setattr(datasets.os, "link", no_links)
+    with pytest.warns(datasets.ChecksumWarning):
+        _check_arrays(datasets.load_mnist(cache_dir=tmp_path))
+    after = _snapshot(folder)
+    assert after.pop(missing)[0] == FILES[missing] and after == before
