@@ -27,6 +27,10 @@ Rows (float32; the target is for an NVIDIA H100):
   throughput.
 * ``matmul``: the tiled ``gemm_cuda`` vs ``torch.mm`` (cuBLAS); target >= 50% of cuBLAS
   at 4096 x 4096; the awkward sizes are validated and timed for the record.
+* ``... (first version)``: the readable first version of a tuned kernel (llm.c's
+  kernel 1: ``matmul_first_cuda``, one thread an output; ``softmax_cross_entropy_first_cuda``,
+  one thread a row), validated, then timed beside the tuned kernel; the ratio is the
+  first version's time over the tuned kernel's (what the tuning buys).
 * ``train_step``: forward, loss, backward and Adam update of a 784-256-10 ReLU MLP at
   batch 128 on GPU-resident data (the body of ``fit``'s loop) vs PyTorch eager; target
   >= 2x faster. Kernel launches and host/device copies per step are counted.
@@ -40,8 +44,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
-import os
 import platform
 import statistics
 import sys
@@ -50,7 +54,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+from nnlib._cuda import SIMULATOR  # the one reading of NUMBA_ENABLE_CUDASIM
+
 try:  # NOTE: a module global, so that the simulator can swap it inside kernels
     from numba import cuda
 except ImportError:  # pragma: no cover - reported by gpu_problem()
@@ -323,8 +328,21 @@ def rows_plan(quick, tiny):
     )
     plan.append(
         (
+            Row("softmax_cross_entropy (first version)", f"{sce[0]}x{sce[1]}", "beside tuned"),
+            lambda r, c: run_first_version(r, c, "softmax_cross_entropy", sce),
+        )
+    )
+    plan.append(
+        (
             Row("matmul", f"{mm}x{mm}x{mm}", ">= 0.5x cuBLAS"),
             lambda r, c: run_matmul(r, c, mm, mm, mm),
+        )
+    )
+    first_mm = (mm // 2,) * 3 if not tiny else (9, 5, 7)  # the first version is slow
+    plan.append(
+        (
+            Row("matmul (first version)", "x".join(map(str, first_mm)), "beside tuned"),
+            lambda r, c: run_first_version(r, c, "matmul", first_mm),
         )
     )
     for m, l, k in awkward:
@@ -353,6 +371,9 @@ class Context:
     def __init__(self, args, torch_problem):
         from numba import cuda
 
+        from nnlib._backend import resolve_backend
+
+        resolve_backend("cuda")  # makes nnlib's CUDA kernels (they are made on first use)
         self.cuda = cuda
         self.validate_only = args.validate_only
         self.repeat = 5 if args.quick else 15
@@ -361,13 +382,16 @@ class Context:
         self.rng = np.random.default_rng(0)
         self.copy_gbs = None
 
-    def time(self, row, mine, peer=None, *, rate=None):
-        """Time ``mine`` (and ``peer``) into ``row``; rate: bytes for GB/s."""
+    def time(self, row, mine, peer=None, *, rate=None, peer_is_nnlib=False):
+        """Time ``mine`` (and ``peer``) into ``row``; rate: bytes for GB/s.
+        ``peer_is_nnlib``: the peer is another nnlib kernel (no PyTorch needed)."""
         if self.validate_only:
             row.status, row.reason = "validated", "--validate-only: not timed"
             return
         fns, sync = {"nnlib": mine}, {"nnlib": self.cuda.synchronize}
-        if peer is not None and self.torch_problem is None:
+        if peer is not None and peer_is_nnlib:
+            fns["peer"], sync["peer"] = peer, self.cuda.synchronize
+        elif peer is not None and self.torch_problem is None:
             import torch
 
             fns["peer"], sync["peer"] = peer, torch.cuda.synchronize
@@ -618,6 +642,44 @@ def run_matmul(row, ctx, m, l, k):
         if row.target != "correct":
             row.status = "met" if row.ratio >= 0.5 else "missed"
         row.reason = "ratio: cuBLAS time over nnlib time"
+
+
+def run_first_version(row, ctx, what, size):
+    """The first version of a tuned kernel: validated against the reference (as the tuned
+    one is, just before), then timed beside the tuned kernel on the same data."""
+    from nnlib._backend import dispatch
+    from nnlib.ops import dense
+    from nnlib.ops._launch import first_version
+
+    cuda = ctx.cuda
+    runs = {}  # first (True) or tuned (False) -> a call of the kernel on the data
+    if what == "matmul":
+        m, l, k = size
+        A = ctx.rng.standard_normal((m, l)).astype(np.float32)
+        B = ctx.rng.standard_normal((l, k)).astype(np.float32)
+        want = dense.dense_forward_ref(A.astype(np.float64), B.astype(np.float64), 0.0, 0)
+        d_A, d_B = cuda.to_device(A), cuda.to_device(B)
+        C = cuda.device_array((m, k), np.float32)
+        for first in (True, False):
+            runs[first] = functools.partial(dense._gemm, d_A, d_B, 0, 0, None, 0, C, first=first)
+            runs[first]()
+            check(f"{row.name} {row.size}", C, want, bound=gemm_bound(A, B))
+    else:
+        n, c = size
+        z = (3 * ctx.rng.standard_normal((n, c))).astype(np.float32)
+        labels = ctx.rng.integers(0, c, n).astype(np.int64)
+        acc_ref = np.zeros(2)
+        want = dispatch("softmax_cross_entropy", "numpy")(z, labels, 1.0 / n, acc_ref)
+        d_z, d_labels = cuda.to_device(z), cuda.to_device(labels)
+        for first, op in ((True, first_version(what)), (False, dispatch(what, "cuda"))):
+            d_acc = cuda.to_device(np.zeros(2))
+            runs[first] = functools.partial(op, d_z, d_labels, 1.0 / n, d_acc)
+            check(f"{row.name} grad", runs[first](), want)
+            check(f"{row.name} loss sum", d_acc.copy_to_host(), acc_ref, dtype=np.float32)
+    ctx.time(row, runs[True], runs[False], peer_is_nnlib=True)
+    if row.peer:
+        row.ratio = row.nnlib["best"] / row.peer["best"]
+        row.reason = "ratio: first-version time over tuned time (peer: the tuned kernel)"
 
 
 def run_adam(row, ctx, n):

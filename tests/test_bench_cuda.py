@@ -65,6 +65,8 @@ def test_every_validation_passes_under_the_simulator(tmp_path):
     for r in rows:
         assert r["status"] == "validated", r
     assert {"bias_relu_forward", "bias_relu_backward"} <= {r["name"] for r in rows}
+    first = {"matmul (first version)", "softmax_cross_entropy (first version)"}
+    assert first <= {r["name"] for r in rows}  # validated beside the tuned kernels
     assert any(r["name"] == "matmul" and r["size"] == "1x1x1" for r in rows)
     (step,) = [r for r in rows if r["name"] == "train_step"]
     assert step["extra"]["copies/step"] == 0  # the data and the accumulator live on the GPU
@@ -96,19 +98,30 @@ def test_the_validator_rejects_a_wrong_result():
 
 
 @pytest.mark.cuda
-def test_a_wrong_kernel_makes_its_row_invalid(monkeypatch):
-    """The matmul row with a gemm that computes op(A) @ op(B).T: the validation fails."""
+@pytest.mark.parametrize("first", [False, True], ids=["tuned", "first version"])
+def test_a_wrong_kernel_makes_its_row_invalid(monkeypatch, first):
+    """The matmul row (and the first version's) with a gemm that computes
+    op(A) @ op(B).T: the validation fails."""
     bench = _bench()
     from nnlib.ops import dense
 
     real = dense._gemm
-    monkeypatch.setattr(dense, "_gemm", lambda A, B, ta, tb, *rest: real(A, B, ta, 1 - tb, *rest))
+    monkeypatch.setattr(
+        dense, "_gemm", lambda A, B, ta, tb, *rest, **kw: real(A, B, ta, 1 - tb, *rest, **kw)
+    )
     ctx = bench.Context(SimpleNamespace(validate_only=True, quick=True), "no peers")
-    row = bench.Row("matmul", "5x5x5", "correct")
+    row = bench.Row("matmul (first version)" if first else "matmul", "5x5x5", "correct")
+
+    def run():
+        if first:
+            bench.run_first_version(row, ctx, "matmul", (5, 5, 5))
+        else:
+            bench.run_matmul(row, ctx, 5, 5, 5)
+
     with pytest.raises(AssertionError, match="matmul"):
-        bench.run_matmul(row, ctx, 5, 5, 5)
+        run()
     monkeypatch.setattr(dense, "_gemm", real)
-    bench.run_matmul(row, ctx, 5, 5, 5)
+    run()
     assert row.status == "validated"
 
 

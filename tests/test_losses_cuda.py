@@ -13,6 +13,10 @@ maximum (np.argmax takes the first), logits of +-1e4 and masked (-inf) logits.
 Under Numba's CUDA simulator a "warp" is 8 lanes wide (small blocks keep it fast); one
 test runs the GPU's 32-lane warps by setting the module's constants. Its compilation to
 PTX for an H100 (float32 and float64) is checked in tests/test_kernels.py.
+
+The first version (``softmax_cross_entropy_first_cuda``: one thread a row, the CPU's row
+loop) is run by the same checks (``version="first"``), but for those about the tuned
+kernel's mapping of rows to lanes and blocks.
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ import nnlib.functional  # noqa: F401  (registers every kernel)
 from nnlib._backend import dispatch
 from nnlib._validate import is_device_array
 from nnlib.ops import losses
+from nnlib.ops._launch import first_version
 from nnlib.testing import assert_close, to_host
 
 pytestmark = pytest.mark.cuda
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 LOSS_RTOL = {np.float32: 1e-5, np.float64: 1e-10}
+VERSIONS = ["tuned", "first"]
 
 # (N, C): C around the group widths (1, 2^k, a warp of 8 under the simulator, 32 on a
 # GPU); N = 1, and N that leave the last block part empty.
@@ -38,15 +44,19 @@ SHAPES = [(1, 1), (13, 1), (1, 10), (7, 3), (9, 10), (5, 8), (6, 9), (5, 31), (4
 SHAPES += [(3, 100)] if SIMULATOR else [(37, 100), (1000, 10), (300, 1000), (8192, 10)]
 
 
-def _check(z, labels, scale=0.5, acc0=(1.5, 2.0), device=True):
-    """Run the cuda op and the float64 reference; compare the loss sum, the count and
-    the gradient. Returns the host gradient."""
+def _check(z, labels, scale=0.5, acc0=(1.5, 2.0), device=True, version="tuned"):
+    """Run the cuda op (the tuned kernel, or the first version) and the float64
+    reference; compare the loss sum, the count and the gradient. Returns the host
+    gradient."""
     from numba import cuda
 
     dtype = z.dtype.type
     want_acc, got_acc = np.array(acc0, np.float64), np.array(acc0, np.float64)
     want = dispatch("softmax_cross_entropy", "numpy")(z.astype(np.float64), labels, scale, want_acc)
-    op = dispatch("softmax_cross_entropy", "cuda")
+    if version == "first":
+        op = first_version("softmax_cross_entropy")
+    else:
+        op = dispatch("softmax_cross_entropy", "cuda")
     if device:
         acc_d = cuda.to_device(got_acc)
         got = op(cuda.to_device(z), cuda.to_device(labels), scale, acc_d)
@@ -69,20 +79,22 @@ def _logits(shape, dtype, seed=0):
     return z, rng.integers(0, shape[1], shape[0])
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-def test_matches_reference(shape, dtype):
+def test_matches_reference(shape, dtype, version):
     z, labels = _logits(shape, dtype)
     z[:, 0] += 2.0  # some rows predicted right, so the count is exercised
     labels[::2] = 0
-    _check(z, labels)
+    _check(z, labels, version=version)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(6, 1), (9, 10), (8, 33)], ids=str)
-def test_host_arrays_in_host_arrays_out(shape, dtype):
+def test_host_arrays_in_host_arrays_out(shape, dtype, version):
     z, labels = _logits(shape, dtype, seed=1)
-    _check(z, labels, scale=1.0, acc0=(0.0, 0.0), device=False)
+    _check(z, labels, scale=1.0, acc0=(0.0, 0.0), device=False, version=version)
 
 
 @pytest.mark.parametrize("c", [1, 10, 33])
@@ -95,9 +107,10 @@ def test_more_rows_than_the_grid(c, monkeypatch):
     _check(z, labels)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [3, 10, 33, 70])
-def test_ties_take_the_first_maximum(c, dtype):
+def test_ties_take_the_first_maximum(c, dtype, version):
     """Small integer logits tie often, within a lane, across lanes and across the
     kernel's 4-wide chunks; np.argmax's rule (the first maximum) decides the count."""
     rng = np.random.default_rng(c)
@@ -112,22 +125,24 @@ def test_ties_take_the_first_maximum(c, dtype):
     labels[4:] = (labels[4:] + np.arange(8)) % c  # right for some rows, wrong for others
     if c > 1:  # a label on a later tied column is wrong: argmax takes the first
         labels[2], labels[3] = c - 1, c - 1
-    _check(z, labels)
+    _check(z, labels, version=version)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [2, 10, 33])
-def test_huge_logits_stay_finite(c, dtype):
+def test_huge_logits_stay_finite(c, dtype, version):
     rng = np.random.default_rng(5)
     z = (rng.choice([-1e4, 1e4], (9, c)) + rng.standard_normal((9, c))).astype(dtype)
     z[0] = 1e4  # a row of ties at the top
     labels = rng.integers(0, c, 9)
-    _check(z, labels)
+    _check(z, labels, version=version)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("c", [3, 10, 33])
-def test_masked_logits(c, dtype):
+def test_masked_logits(c, dtype, version):
     """-inf logits (masked classes) count as probability 0, also when a lane sees only
     -inf, or column 0 (where every lane starts) is -inf."""
     z, labels = _logits((8, c), dtype, seed=3)
@@ -135,7 +150,7 @@ def test_masked_logits(c, dtype):
     z[1, 1:-1] = -np.inf  # only the last column is finite
     z[2, : c // 2] = -np.inf
     labels[:] = c - 1
-    _check(z, labels)
+    _check(z, labels, version=version)
 
 
 @pytest.mark.skipif(not SIMULATOR, reason="a GPU runs 32-lane warps already")
