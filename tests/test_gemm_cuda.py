@@ -164,10 +164,12 @@ def test_dense_ops_on_cuda_match_the_reference(n, d, h, dtype, first):
     for act in (0, 1):
         y_ref = dispatch("dense_forward", "numpy")(x, W, b, act)
         y = forward(x, W, b, act)
+        assert isinstance(y, np.ndarray), "host arrays in, but y stayed on the GPU"
         assert_close(y, y_ref, name=f"dense_forward act={act}")
         for need_dx in (1, 0):
             want = dispatch("dense_backward", "numpy")(dy, x, W, y_ref, act, need_dx)
             got = backward(dy, x, W, y_ref, act, need_dx)
+            assert all(g is None or isinstance(g, np.ndarray) for g in got), "host in, host out"
             for name, g, w in zip(("dx", "dW", "db"), got, want, strict=True):
                 if w is None:
                     assert g is None, f"{name}: need_dx=0 must give None"

@@ -63,10 +63,11 @@ def _signature(op, dtype, target):
         training["uniform"] = (types.Array(xoroshiro128p_type, 1, "C"), types.Array(f64, 1, "C"))
     if op in training:
         return training[op]
-    if op.startswith(("softmax", "log_softmax")):  # (dy,) x, log (0 or 1), out
-        return (arr2,) * (2 if op.endswith("backward") else 1) + (i64, arr2)
-    if op == "prelu":  # x, alpha, out
-        return (arr1, arr1, arr1)
+    if op.startswith(("softmax", "log_softmax")):  # (dy,) x, (log: 0 or 1, on cuda,) out
+        arrays = (arr2,) * (2 if op.endswith("backward") else 1)
+        return arrays + ((i64,) if target == "cuda" else ()) + (arr2,)
+    if op == "prelu":
+        return (arr1, arr1, arr1) if target == "cuda" else (arr2, arr1, arr2)
     if op == "prelu_backward":  # dy, x, alpha, dx, dalpha(_parts)
         return (arr2, arr2, arr1, arr2, arr1 if target == "cuda" else arr2)
     n_arrays = 2 if op.endswith("backward") else 1

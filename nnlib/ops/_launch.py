@@ -27,8 +27,8 @@ The layouts here:
 
 * :func:`elementwise`: ``kernel(*arrays, *scalars, *outs)`` on 1-D C-contiguous views;
   scalars in the data's dtype; one thread an element.
-* :func:`rows`: ``kernel(*arrays, *flags, out)`` on 2-D ``(M, C)`` views with the reduced axis
-  moved last; one block of ``THREADS_ROW`` threads a row.
+* :func:`rows`: ``kernel(*arrays, *flags, out)`` on 2-D ``(M, C)`` views with the
+  reduced axis moved last; one block of ``THREADS_ROW`` threads a row.
 * :func:`in_place`: ``kernel(*arrays, *scalars)`` updates 1-D views of the arrays in place.
 * :func:`loss`: ``grad = op(pred, target, scale, acc)``, ``kernel(pred, target, scale,
   *flags, acc, grad)``; ``acc`` receives the sums.
@@ -63,9 +63,8 @@ _FIRST_RUNS: dict[tuple[str, str], object] = {}
 
 
 class Target:
-    """Where a backend's kernels run: how arrays are placed, allocated and brought back."""
-
-    name = "cpu"
+    """Where a backend's kernels run: how arrays are placed, allocated and brought back.
+    This one is the host's (the cpu backend); ``_Gpu`` is the cuda backend's."""
 
     @staticmethod
     def put(a):
@@ -87,7 +86,6 @@ class Target:
 
 
 class _Gpu(Target):
-    name = "cuda"
     put = staticmethod(to_device)
 
     @staticmethod
@@ -122,6 +120,7 @@ def kernel(op: str, backend: str, layout=None, *, grid=None, first_version=False
     """
     target = TARGETS[backend]
     kernels = FIRST_VERSIONS if first_version else KERNELS
+    grid_of = grid  # the registration's own grid, if any
 
     def decorate(fn):
         compiled = fn if hasattr(fn, "py_func") else _COMPILE[backend](fn)
@@ -130,12 +129,14 @@ def kernel(op: str, backend: str, layout=None, *, grid=None, first_version=False
             return compiled
 
         def launch(*args, grid=None):
+            """Run the kernel on ``args``, on cuda over ``grid`` (the layout's, unless
+            the registration gave its own)."""
+            if grid_of is not None:
+                grid = grid_of(*args)
             # NOTE: the dictionary, not ``compiled``: on cuda the entry becomes the real
             # kernel when the backend loads.
-            chosen = grid_of(*args) if grid_of is not None else grid
-            target.run(kernels[op, backend], chosen, args)
+            target.run(kernels[op, backend], grid, args)
 
-        grid_of = grid
         LAUNCH[op, backend, first_version] = launch
 
         def run(*args, **kwargs):

@@ -177,9 +177,9 @@ def _gemm(A, B, ta, tb, bias, act, C, mask_a=None, mask_b=None, colsum=None, *, 
 
 
 def _dense_forward_gpu(at, launch, x, W, b, act):
-    x, W, b = at.put(x), at.put(W), at.put(b)
+    d_x, d_W, d_b = at.put(x), at.put(W), at.put(b)
     out = cuda.device_array((x.shape[0], W.shape[1]), np.dtype(x.dtype))
-    _product(launch, x, W, 0, 0, b, act, out)  # y = act(x @ W + b)   (N, H)
+    _product(launch, d_x, d_W, 0, 0, d_b, act, out)  # y = act(x @ W + b)   (N, H)
     return at.home(out, x)
 
 

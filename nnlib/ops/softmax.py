@@ -16,11 +16,14 @@ Backward (the vector-Jacobian product, with y = softmax(x)):
     softmax_backward(dy, x)     = y * (dy - sum_k dy_k y_k)
     log_softmax_backward(dy, x) = dy - y * sum_k dy_k
 
-The two are one formula: ``log`` = 0 for softmax, 1 for log_softmax, and a kernel of each
-target serves both ops (the flag is the same for a whole launch, so the branch costs
-nothing). The backward, with w = y for softmax and w = 1 for log_softmax, is
+On the GPU the two are one formula, and one kernel serves both ops (``log`` = 0 for
+softmax, 1 for log_softmax); the backward, with w = y for softmax and w = 1 for
+log_softmax, is
 
     dx_j = w_j dy_j - y_j sum_k w_k dy_k
+
+The CPU keeps a kernel per op: there a flag tested in the inner loops, and loops of a
+variable stride, cost 1.5-4x.
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from .._backend import register
 from .._cuda import THREADS_ROW, cuda, cuda_jit
-from ._launch import kernel, rows, shared
+from ._launch import kernel, rows
 
 # ---------------------------------------------------------------------- reference
 
@@ -70,82 +73,103 @@ def log_softmax_backward_ref(dy, x, *, axis):
     return dy - y * dy.sum(axis=axis, keepdims=True)
 
 
-# ---------------------------------------------------------------------- the row formulas
-# Written once for both targets. Each covers the columns start, start + step, ... of row
-# i: the whole row on the CPU (start 0, step 1), one thread's share of it on the GPU
-# (start = its index in the block, step = the block's width).
-
-
-def _part_max(x, i, start, step):
-    m = -math.inf
-    for j in range(start, x.shape[1], step):
-        m = max(m, x[i, j])
-    return m
-
-
-def _part_sum_exp(x, i, m, start, step):
-    s = 0.0
-    for j in range(start, x.shape[1], step):
-        s += math.exp(x[i, j] - m)
-    return s
-
-
-def _part_dot(dy, x, i, m, inv, log, start, step):
-    """sum_j w_j dy_j, w_j = softmax_j (log = 0) or 1 (log = 1)."""
-    dot = 0.0
-    for j in range(start, x.shape[1], step):
-        dot += dy[i, j] if log else dy[i, j] * math.exp(x[i, j] - m) * inv
-    return dot
-
-
-def _write_rows(x, i, m, inv, log, out, start, step):
-    """out = softmax(x) (log = 0) or log_softmax(x) (log = 1), m the row max, inv 1/sum."""
-    log_s = -math.log(inv)
-    for j in range(start, x.shape[1], step):
-        out[i, j] = x[i, j] - m - log_s if log else math.exp(x[i, j] - m) * inv
-
-
-def _write_grads(dy, x, i, m, inv, dot, log, out, start, step):
-    """dx_j = w_j dy_j - y_j dot, w_j = y_j (log = 0) or 1 (log = 1)."""
-    for j in range(start, x.shape[1], step):
-        y = math.exp(x[i, j] - m) * inv
-        out[i, j] = dy[i, j] - y * dot if log else y * (dy[i, j] - dot)
-
-
-_part_max_cpu, _part_max_gpu = shared(_part_max)
-_part_sum_exp_cpu, _part_sum_exp_gpu = shared(_part_sum_exp)
-_part_dot_cpu, _part_dot_gpu = shared(_part_dot)
-_write_rows_cpu, _write_rows_gpu = shared(_write_rows)
-_write_grads_cpu, _write_grads_gpu = shared(_write_grads)
-
 # ---------------------------------------------------------------------- CPU (Numba)
 # One row per prange iteration: rows are independent, so there is no race, and each
 # row's max and sum are plain scalar loops.
 
 
-@kernel("softmax", "cpu", rows, consts=(0,))
-@kernel("log_softmax", "cpu", rows, consts=(1,))
-def softmax_cpu(x, log, out):
-    for i in prange(x.shape[0]):
-        m = _part_max_cpu(x, i, 0, 1)
-        inv = 1.0 / _part_sum_exp_cpu(x, i, m, 0, 1)
-        _write_rows_cpu(x, i, m, inv, log, out, 0, 1)
+@njit(cache=True, inline="always")
+def _row_max_sum(x, i):
+    """Max of row i of x, and sum of exp(x - max) over the row."""
+    m = x[i, 0]
+    for j in range(1, x.shape[1]):
+        m = max(m, x[i, j])
+    s = 0.0
+    for j in range(x.shape[1]):
+        s += math.exp(x[i, j] - m)
+    return m, s
 
 
-@kernel("softmax_backward", "cpu", rows, consts=(0,))
-@kernel("log_softmax_backward", "cpu", rows, consts=(1,))
-def softmax_backward_cpu(dy, x, log, out):
+@kernel("softmax", "cpu", rows)
+def softmax_cpu(x, out):
     for i in prange(x.shape[0]):
-        m = _part_max_cpu(x, i, 0, 1)
-        inv = 1.0 / _part_sum_exp_cpu(x, i, m, 0, 1)
-        dot = _part_dot_cpu(dy, x, i, m, inv, log, 0, 1)
-        _write_grads_cpu(dy, x, i, m, inv, dot, log, out, 0, 1)
+        m = x[i, 0]
+        for j in range(1, x.shape[1]):
+            m = max(m, x[i, j])
+        s = 0.0
+        for j in range(x.shape[1]):
+            # SPEEDTIP: keep exp(x - m) in out, so each exp is computed once, not twice.
+            out[i, j] = math.exp(x[i, j] - m)
+            s += out[i, j]
+        inv = 1.0 / s
+        for j in range(x.shape[1]):
+            out[i, j] *= inv
+
+
+@kernel("softmax_backward", "cpu", rows)
+def softmax_backward_cpu(dy, x, out):
+    for i in prange(x.shape[0]):
+        m, s = _row_max_sum(x, i)
+        inv = 1.0 / s
+        dot = 0.0  # sum_k dy_k * y_k
+        for j in range(x.shape[1]):
+            dot += dy[i, j] * math.exp(x[i, j] - m) * inv
+        for j in range(x.shape[1]):
+            out[i, j] = math.exp(x[i, j] - m) * inv * (dy[i, j] - dot)
+
+
+@kernel("log_softmax", "cpu", rows)
+def log_softmax_cpu(x, out):
+    for i in prange(x.shape[0]):
+        m, s = _row_max_sum(x, i)
+        log_s = math.log(s)
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] - m - log_s
+
+
+@kernel("log_softmax_backward", "cpu", rows)
+def log_softmax_backward_cpu(dy, x, out):
+    for i in prange(x.shape[0]):
+        m, s = _row_max_sum(x, i)
+        inv = 1.0 / s
+        total = 0.0  # sum_k dy_k
+        for j in range(x.shape[1]):
+            total += dy[i, j]
+        for j in range(x.shape[1]):
+            out[i, j] = dy[i, j] - math.exp(x[i, j] - m) * inv * total
 
 
 # ---------------------------------------------------------------------- CUDA
 # One block per row; the block's THREADS_ROW threads stride over the row's C entries
 # (neighbouring threads read neighbouring entries: coalesced), then combine their
-# partial max / sum through shared memory.
+# partial max / sum through shared memory. A thread's share of row i is the columns
+# t, t + THREADS_ROW, ...; the kernels of softmax and log_softmax are one, told apart
+# by ``log`` (the same for the whole launch, so the branch costs nothing on a GPU).
+
+
+@cuda_jit(device=True)
+def _part_max(x, i, t):
+    m = -math.inf
+    for j in range(t, x.shape[1], THREADS_ROW):
+        m = max(m, x[i, j])
+    return m
+
+
+@cuda_jit(device=True)
+def _part_sum_exp(x, i, m, t):
+    s = 0.0
+    for j in range(t, x.shape[1], THREADS_ROW):
+        s += math.exp(x[i, j] - m)
+    return s
+
+
+@cuda_jit(device=True)
+def _part_dot(dy, x, i, m, inv, log, t):
+    """This thread's share of sum_j w_j dy_j, w_j = softmax_j (log = 0) or 1 (log = 1)."""
+    dot = 0.0
+    for j in range(t, x.shape[1], THREADS_ROW):
+        dot += dy[i, j] if log else dy[i, j] * math.exp(x[i, j] - m) * inv
+    return dot
 
 
 @cuda_jit(device=True)
@@ -170,17 +194,20 @@ def _block_reduce(buf, value, take_max):
 def _block_row_max_inv(x, row, buf):
     """The max m of row ``row`` and 1 / sum exp(x - m), in every thread of the block."""
     t = cuda.threadIdx.x
-    m = _block_reduce(buf, _part_max_gpu(x, row, t, THREADS_ROW), True)
-    return m, 1.0 / _block_reduce(buf, _part_sum_exp_gpu(x, row, m, t, THREADS_ROW), False)
+    m = _block_reduce(buf, _part_max(x, row, t), True)
+    return m, 1.0 / _block_reduce(buf, _part_sum_exp(x, row, m, t), False)
 
 
+# log = 0: softmax; log = 1: log_softmax.
 @kernel("softmax", "cuda", rows, consts=(0,))
 @kernel("log_softmax", "cuda", rows, consts=(1,))
 def softmax_cuda(x, log, out):
     row, t = cuda.blockIdx.x, cuda.threadIdx.x
     buf = cuda.shared.array(THREADS_ROW, numba.float64)
     m, inv = _block_row_max_inv(x, row, buf)
-    _write_rows_gpu(x, row, m, inv, log, out, t, THREADS_ROW)
+    log_s = -math.log(inv)
+    for j in range(t, x.shape[1], THREADS_ROW):
+        out[row, j] = x[row, j] - m - log_s if log else math.exp(x[row, j] - m) * inv
 
 
 @kernel("softmax_backward", "cuda", rows, consts=(0,))
@@ -189,5 +216,7 @@ def softmax_backward_cuda(dy, x, log, out):
     row, t = cuda.blockIdx.x, cuda.threadIdx.x
     buf = cuda.shared.array(THREADS_ROW, numba.float64)
     m, inv = _block_row_max_inv(x, row, buf)
-    dot = _block_reduce(buf, _part_dot_gpu(dy, x, row, m, inv, log, t, THREADS_ROW), False)
-    _write_grads_gpu(dy, x, row, m, inv, dot, log, out, t, THREADS_ROW)
+    dot = _block_reduce(buf, _part_dot(dy, x, row, m, inv, log, t), False)
+    for j in range(t, x.shape[1], THREADS_ROW):  # dx_j = w_j dy_j - y_j dot
+        y = math.exp(x[row, j] - m) * inv
+        out[row, j] = dy[row, j] - y * dot if log else y * (dy[row, j] - dot)
