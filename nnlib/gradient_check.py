@@ -124,8 +124,8 @@ def gradcheck(
     costs two forward passes.
     """
     from . import losses as losses_
-    from .layers import Dropout
     from ._inputs import as_data
+    from .layers import Dropout
     from .model import Sequential
 
     if not isinstance(model, Sequential):
