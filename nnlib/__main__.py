@@ -1,6 +1,7 @@
 """``python -m nnlib info``: what nnlib will run on here.
 
-Prints the versions that matter, Numba's threading layer and thread count, each
+Prints the versions that matter, Numba's threading layer and thread count (or that the
+cpu kernels are the bounds-checked debug build, ``NNLIB_DEBUG_KERNELS=1``), each
 backend's availability (with the reason when it is not) and the CUDA device, if any.
 """
 
@@ -33,11 +34,20 @@ def info() -> str:
     except ImportError:
         lines.append("numba-cuda not installed (pip install 'nnlib[cuda]')")
 
-    # The threading layer is chosen when the first parallel kernel runs: run one.
-    nnlib.functional.relu([1.0], backend="cpu")
-    lines.append(
-        f"numba threading layer: {numba.threading_layer()}, threads: {numba.get_num_threads()}"
-    )
+    from nnlib.ops._launch import DEBUG_KERNELS
+
+    if DEBUG_KERNELS:
+        # NOTE: serial kernels start no thread pool, so there is no threading layer to name.
+        lines.append(
+            "cpu kernels: DEBUG build (NNLIB_DEBUG_KERNELS=1): serial, bounds-checked, not "
+            "cached; much slower, for finding out-of-range indexing only"
+        )
+    else:
+        # The threading layer is chosen when the first parallel kernel runs: run one.
+        nnlib.functional.relu([1.0], backend="cpu")
+        lines.append(
+            f"numba threading layer: {numba.threading_layer()}, threads: {numba.get_num_threads()}"
+        )
 
     lines.append("backends:")
     for name in BACKENDS:

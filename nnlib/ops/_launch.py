@@ -36,6 +36,16 @@ The layouts here:
 An op whose kernels need another layout (PReLU's backward, the dense layer) passes its
 own function with the same signature, in its op file.
 
+Debug builds: with ``NNLIB_DEBUG_KERNELS=1`` in the environment when nnlib is imported,
+every cpu kernel and helper is compiled serially with bounds checking
+(:data:`CPU_OPTIONS`, :data:`CPU_HELPER_OPTIONS`): an out-of-range index raises
+``IndexError`` instead of reading or writing past the array. ``NUMBA_BOUNDSCHECK=1``
+alone does not do this: Numba checks no index inside a ``prange`` loop of a
+``parallel=True`` function (an out-of-range read or write raises nothing); with
+``parallel=False`` a ``prange`` loop is a plain ``range`` loop, and it is checked. Debug
+builds are not cached, so they never mix with the normal cache. The cuda kernels are
+unchanged (under the CUDA simulator they index NumPy arrays, which check).
+
 On the cuda backend a NumPy input is copied to the GPU and the result copied back (an
 explicit boundary); a GPU array input gives a GPU array output and nothing crosses the bus.
 """
@@ -43,6 +53,7 @@ explicit boundary); a GPU array input gives a GPU array output and nothing cross
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from numba import njit
@@ -103,7 +114,25 @@ class _Gpu(Target):
 
 HOST, GPU = Target(), _Gpu()
 TARGETS = {"cpu": HOST, "cuda": GPU}
-_COMPILE = {"cpu": njit(parallel=True, cache=True), "cuda": cuda_jit}
+
+# NOTE: read once, here, when nnlib is imported (kernels compile when their module is
+# imported); changing the variable later changes nothing in this process.
+DEBUG_KERNELS = os.environ.get("NNLIB_DEBUG_KERNELS") == "1"
+# How every cpu kernel is compiled. NOTE: the debug build is parallel=False because Numba
+# does not bounds-check inside parallel prange loops, and uncached because Numba's cache
+# index does not record the compile options: a debug build would be loaded by a normal run.
+CPU_OPTIONS = (
+    {"parallel": False, "boundscheck": True, "cache": False}
+    if DEBUG_KERNELS
+    else {"parallel": True, "cache": True}
+)
+# The scalar formulas and row helpers the cpu kernels inline.
+CPU_HELPER_OPTIONS = {
+    "inline": "always",
+    "cache": not DEBUG_KERNELS,
+    **({"boundscheck": True} if DEBUG_KERNELS else {}),
+}
+_COMPILE = {"cpu": njit(**CPU_OPTIONS), "cuda": cuda_jit}
 
 
 def kernel(op: str, backend: str, layout=None, *, grid=None, first_version=False, **options):
@@ -160,10 +189,17 @@ def first_version(op: str, backend: str = "cuda"):
     return _FIRST_RUNS[op, backend]
 
 
+def cpu_helper(fn):
+    """``fn`` compiled to be inlined into the cpu kernels (``njit(inline="always")``,
+    bounds-checked in a debug build): the decorator for a cpu-only helper of an op file,
+    instead of ``njit`` itself."""
+    return njit(**CPU_HELPER_OPTIONS)(fn)
+
+
 def shared(fn):
     """One formula for both targets: ``(cpu, gpu)``, the first inlined into the cpu
-    kernels (``njit(inline="always")``), the second a CUDA device function."""
-    return njit(cache=True, inline="always")(fn), cuda_jit(fn, device=True)
+    kernels (:func:`cpu_helper`), the second a CUDA device function."""
+    return cpu_helper(fn), cuda_jit(fn, device=True)
 
 
 # ---------------------------------------------------------------------- layouts
