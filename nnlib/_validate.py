@@ -6,7 +6,10 @@ says what was expected and what was given.
 
 Conventions (documented in the README):
 
-* float32 and float64 arrays are used as they are (float32 is nnlib's default);
+* float32 and float64 arrays are used as they are (float32 is nnlib's default); any
+  layout is accepted (strided, negative strides, Fortran order, read-only): the op
+  layouts copy what is not C-contiguous, and nothing writes into an input; a
+  byte-swapped float array is converted to native byte order;
 * integer and boolean input is converted to float64, as NumPy's ``np.exp`` does;
 * anything else (float16, complex, strings, objects, ...) is rejected with a TypeError.
 """
@@ -59,6 +62,11 @@ def as_float_array(x: object, name: str):
         ) from None
     if arr.dtype in FLOAT_DTYPES:
         return arr
+    if arr.dtype.kind == "f" and arr.dtype.newbyteorder("=") in FLOAT_DTYPES:
+        # NOTE: a byte-swapped float32/float64 array (read from a file of the other
+        # endianness): the kernels take native byte order only, so it is converted (a
+        # copy; the caller's array is untouched).
+        return arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype.kind in "biu":
         return arr.astype(np.float64)
     raise TypeError(

@@ -17,6 +17,13 @@ NumPy result (copied to the GPU and back); a GPU array (e.g. from
 
 Derivatives at 0 (ReLU family): the slope of the negative side, as in PyTorch:
 ``relu'(0) = 0``, ``leaky_relu'(0) = alpha``, ``prelu'(0) = alpha``, ``elu'(0) = alpha``.
+NaN propagates (``relu(nan) = nan``, as ``np.maximum`` and PyTorch), and the derivative
+at NaN is NaN. GELU and SiLU keep their relative precision in the tails and take their
+limits at +-inf (``gelu(-inf) = -0``, ``gelu'(inf) = 1``, ...).
+
+Every function checks its arguments before a kernel runs (shapes, dtypes, where they
+live, ``axis``, ``alpha``) and raises a ``TypeError``/``ValueError`` naming the argument.
+0-size inputs give 0-size results.
 """
 
 from __future__ import annotations
@@ -101,21 +108,40 @@ def leaky_relu_backward(dy, x, alpha: float = 0.01, *, backend: str | None = Non
 
 
 def _check_prelu_alpha(alpha, x):
+    """alpha as an array of x's dtype, shape () or (1,) (one slope) or (D,), C-contiguous,
+    where x lives; a number (shape ()) may be given on the host for a GPU x."""
     alpha = as_float_array(alpha, "alpha")
-    if is_device_array(alpha) != is_device_array(x):
-        raise TypeError("alpha must live where x lives (both on the GPU or both on the host)")
+    on_gpu, x_on_gpu = is_device_array(alpha), is_device_array(x)
+    if on_gpu and not x_on_gpu:
+        raise TypeError(
+            "alpha is a GPU array but x is in host memory: pass both on the GPU, or copy "
+            "alpha to the host with alpha.copy_to_host()"
+        )
+    if x_on_gpu and not on_gpu and alpha.ndim > 0:
+        # NOTE: one number goes with the launch (as leaky_relu's alpha does); an array
+        # would be a host-to-device copy at every call, which nnlib never does implicitly.
+        raise TypeError(
+            f"alpha of shape {tuple(alpha.shape)} is in host memory but x is a GPU array: "
+            "copy alpha to the GPU once (numba.cuda.to_device(alpha)) and pass that"
+        )
     if np.dtype(alpha.dtype) != np.dtype(x.dtype):
-        if is_device_array(alpha):
-            raise TypeError(f"alpha must have the dtype of x, {x.dtype}; got {alpha.dtype}")
+        if on_gpu:
+            raise TypeError(
+                f"alpha must have the dtype of x, {np.dtype(x.dtype)}; got "
+                f"{np.dtype(alpha.dtype)}. Make alpha with x's dtype, e.g. "
+                f"numba.cuda.to_device(alpha_host.astype(np.{np.dtype(x.dtype)}))"
+            )
         alpha = alpha.astype(x.dtype)
-    if alpha.ndim == 0:
+    elif not on_gpu:
+        alpha = np.asarray(alpha, order="C")  # NOTE: keeps a 0-d alpha 0-d
+    if alpha.ndim == 0 or tuple(alpha.shape) == (1,):
         return alpha
     # NOTE: tuple(): the CUDA simulator's GPU arrays reject a negative index of their shape
     features = tuple(x.shape)[-1] if x.ndim else None
     if alpha.ndim != 1 or alpha.shape[0] != features:
         raise ValueError(
-            "alpha must be a single number (shape ()) or one per feature, shape (D,) with "
-            f"D = x.shape[-1] = {features}; got shape {tuple(alpha.shape)}"
+            "alpha must be a single number (shape () or (1,)) or one per feature, shape "
+            f"(D,) with D = x.shape[-1] = {features}; got shape {tuple(alpha.shape)}"
         )
     return alpha
 
@@ -126,8 +152,10 @@ def prelu(x, alpha, *, backend: str | None = None):
     Parameters
     ----------
     x : array (..., D)
-    alpha : float or array of shape () or (D,)
-        one slope for everything, or one per feature (the last axis of ``x``).
+    alpha : float or array of shape (), (1,) or (D,)
+        one slope for everything (shape () or, as PyTorch's ``PReLU(num_parameters=1)``,
+        (1,)), or one per feature (the last axis of ``x``). Cast to the dtype of ``x``;
+        a number may be given for a GPU ``x``, an array must live where ``x`` lives.
     """
     x = as_float_array(x, "x")
     alpha = _check_prelu_alpha(alpha, x)

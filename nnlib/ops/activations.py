@@ -15,13 +15,18 @@ NOTE: the derivative of the ReLU family at exactly ``x == 0`` does not exist; li
 PyTorch we use the slope of the negative side there: ``relu'(0) = 0``,
 ``leaky_relu'(0) = alpha``, ``prelu'(0) = alpha``, ``elu'(0) = alpha``. Every backend
 tests ``x > 0`` for "positive side", so they all agree at 0.
+
+NOTE: NaN propagates, as through ``np.maximum`` and PyTorch: ``relu(nan) = nan`` (a NaN
+turned into 0 makes a diverging network look like one with dead units), and the
+derivative at NaN is NaN, so ``f_backward(dy, nan) = nan``. The formulas therefore test
+``v <= 0`` for "negative side" and leave the NaN case, for which both ``v > 0`` and
+``v <= 0`` are false, to a third branch.
 """
 
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -31,25 +36,32 @@ from .._cuda import MAX_BLOCKS, THREADS_2D, blocks_1d, cuda
 from ._launch import elementwise, kernel, shared
 
 # --------------------------------------------------------------------------- ReLU
-# relu(x) = max(x, 0)                  relu'(x) = 1 if x > 0 else 0
+# relu(x) = max(x, 0)                  relu'(x) = 1 if x > 0 else 0 (NaN at NaN)
+
+
+def _nan_where_nan(x, value):
+    """``value``, with NaN wherever ``x`` is NaN (the ReLU family's derivative at NaN)."""
+    return np.where(np.isnan(x), x, value)
 
 
 @register("relu", "numpy")
 def relu_ref(x):
-    return np.where(x > 0, x, 0).astype(x.dtype, copy=False)
+    return np.maximum(x, 0)  # NOTE: np.maximum propagates NaN (np.where(x > 0, ...) did not)
 
 
 @register("relu_backward", "numpy")
 def relu_backward_ref(dy, x):
-    return np.where(x > 0, dy, 0).astype(x.dtype, copy=False)
+    return _nan_where_nan(x, np.where(x > 0, dy, 0)).astype(x.dtype, copy=False)
 
 
 def _relu(v):
-    return v if v > 0 else 0.0
+    return 0.0 if v <= 0 else v  # NaN: neither <= 0 nor > 0, so it comes through
 
 
 def _relu_grad(dy, v):
-    return dy if v > 0 else 0.0
+    if v > 0:
+        return dy
+    return 0.0 if v <= 0 else v  # v is NaN: the derivative is NaN
 
 
 _relu_cpu, _relu_gpu = shared(_relu)
@@ -94,7 +106,7 @@ def leaky_relu_ref(x, alpha):
 
 @register("leaky_relu_backward", "numpy")
 def leaky_relu_backward_ref(dy, x, alpha):
-    return np.where(x > 0, dy, dy * x.dtype.type(alpha))
+    return _nan_where_nan(x, np.where(x > 0, dy, dy * x.dtype.type(alpha)))
 
 
 def _leaky(v, alpha):
@@ -102,7 +114,9 @@ def _leaky(v, alpha):
 
 
 def _leaky_grad(dy, v, alpha):
-    return dy if v > 0 else alpha * dy
+    if v > 0:
+        return dy
+    return alpha * dy if v <= 0 else v  # v is NaN: the derivative is NaN
 
 
 _leaky_cpu, _leaky_gpu = shared(_leaky)
@@ -305,40 +319,59 @@ def tanh_backward_cuda(dy, x, out):
 
 
 # --------------------------------------------------------------------------- GELU
-# gelu(x) = x * Phi(x), Phi the standard normal CDF = (1 + erf(x / sqrt(2))) / 2
+# gelu(x) = x * Phi(x), Phi the standard normal CDF = erfc(-x / sqrt(2)) / 2
 # gelu'(x) = Phi(x) + x * phi(x), phi the standard normal density. (The exact GELU,
 # PyTorch's default, not the tanh approximation.)
+# NOTE: Phi as erfc(-x / sqrt 2) / 2, not (1 + erf(x / sqrt 2)) / 2: for x < 0 the
+# latter subtracts two numbers close to 1 and loses the left tail (gelu(-5.55) came out
+# as -0 in float32 against a true -8.1e-8, gelu' 1.4% off below x = -8 in float64);
+# erfc keeps full relative precision down to its underflow.
+# NOTE: at +-inf, x * Phi(x) and x * phi(x) are inf * 0 = NaN; their limits are taken
+# beyond |x| = TAIL, where Phi(-x) and x * phi(x) are below the smallest float64:
+# gelu(-inf) = -0, gelu(inf) = inf, gelu'(-inf) = 0, gelu'(inf) = 1.
+# NOTE: float32 data is computed in float64 and rounded once (on every backend, the
+# reference included): float32 arithmetic lost up to 3% of gelu' near its zero.
 
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TAIL = 40.0  # Phi(-40) ~ 4e-350 and 40 * phi(40) ~ 1e-347: 0 in float64
 
 
-def _erf(x):
-    # NOTE: SciPy's erf, imported on first use: importing scipy.special costs ~0.3 s,
+def _erfc(x):
+    # NOTE: SciPy's erfc, imported on first use: importing scipy.special costs ~0.3 s,
     # which ``import nnlib`` need not pay.
     from scipy import special
 
-    return special.erf(x)
+    return special.erfc(x)
 
 
 @register("gelu", "numpy")
 def gelu_ref(x):
-    return (x * 0.5 * (1 + _erf(x * _INV_SQRT2))).astype(x.dtype, copy=False)
+    x64 = x.astype(np.float64)  # (...)
+    cdf = 0.5 * _erfc(-x64 * _INV_SQRT2)
+    return (np.maximum(x64, -_TAIL) * cdf).astype(x.dtype)  # max: -inf * 0 would be NaN
 
 
 @register("gelu_backward", "numpy")
 def gelu_backward_ref(dy, x):
-    cdf = 0.5 * (1 + _erf(x * _INV_SQRT2))
-    pdf = _INV_SQRT2PI * np.exp(-0.5 * x * x)
-    return (dy * (cdf + x * pdf)).astype(x.dtype, copy=False)
+    x64 = x.astype(np.float64)
+    cdf = 0.5 * _erfc(-x64 * _INV_SQRT2)
+    t = np.clip(x64, -_TAIL, _TAIL)  # x * phi(x) is 0 beyond the clip; inf * 0 is NaN
+    return (dy * (cdf + t * _INV_SQRT2PI * np.exp(-0.5 * t * t))).astype(x.dtype)
 
 
 def _gelu(v):
-    return v * 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
+    if v < -_TAIL:
+        return -0.0
+    return v * 0.5 * math.erfc(-v * _INV_SQRT2)
 
 
 def _gelu_grad(v):
-    return 0.5 * (1.0 + math.erf(v * _INV_SQRT2)) + v * _INV_SQRT2PI * math.exp(-0.5 * v * v)
+    if v < -_TAIL:
+        return 0.0
+    if v > _TAIL:
+        return 1.0
+    return 0.5 * math.erfc(-v * _INV_SQRT2) + v * _INV_SQRT2PI * math.exp(-0.5 * v * v)
 
 
 _gelu_cpu, _gelu_gpu = shared(_gelu)
@@ -374,42 +407,75 @@ def gelu_backward_cuda(dy, x, out):
 # ------------------------------------------------------------------- SiLU (swish)
 # silu(x) = x * sigmoid(x)              silu'(x) = s * (1 + x * (1 - s)), s = sigmoid(x)
 # NOTE: 1 - s is computed as sigmoid(-x), which keeps its precision for large x.
+# NOTE: at -inf, x * sigmoid(x) is -inf * 0 = NaN, and at +inf x * (1 - s) is too;
+# beyond |x| = _SILU_TAIL every term is exactly its limit in float64 (exp(-800) = 0):
+# silu(-inf) = -0, silu(inf) = inf, silu'(-inf) = 0, silu'(inf) = 1.
+
+_SILU_TAIL = 800.0
 
 
 @register("silu", "numpy")
 def silu_ref(x):
-    return x * sigmoid_ref(x)
+    return np.maximum(x, x.dtype.type(-_SILU_TAIL)) * sigmoid_ref(x)
 
 
 @register("silu_backward", "numpy")
 def silu_backward_ref(dy, x):
-    return dy * sigmoid_ref(x) * (1 + x * sigmoid_ref(-x))
+    t = np.clip(x, x.dtype.type(-_SILU_TAIL), x.dtype.type(_SILU_TAIL))
+    return dy * sigmoid_ref(x) * (1 + t * sigmoid_ref(-x))
+
+
+def _silu(v):
+    if v < -_SILU_TAIL:
+        return -0.0
+    if v >= 0:  # sigmoid(v) as in _sigmoid: exp of a non-positive number only
+        return v / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return v * e / (1.0 + e)
+
+
+def _silu_grad(v):
+    if v < -_SILU_TAIL:
+        return 0.0
+    if v > _SILU_TAIL:
+        return 1.0
+    # SPEEDTIP: s = sigmoid(v) and q = 1 - s = sigmoid(-v) from one exp, e = exp(-|v|)
+    e = math.exp(-abs(v))
+    if v >= 0:
+        s, q = 1.0 / (1.0 + e), e / (1.0 + e)
+    else:
+        s, q = e / (1.0 + e), 1.0 / (1.0 + e)
+    return s * (1.0 + v * q)
+
+
+_silu_cpu, _silu_gpu = shared(_silu)
+_silu_grad_cpu, _silu_grad_gpu = shared(_silu_grad)
 
 
 @kernel("silu", "cpu", elementwise)
 def silu_cpu(x, out):
     for i in prange(x.size):
-        out[i] = x[i] * _sigmoid_cpu(x[i])
+        out[i] = _silu_cpu(x[i])
 
 
 @kernel("silu_backward", "cpu", elementwise)
 def silu_backward_cpu(dy, x, out):
     for i in prange(x.size):
-        out[i] = dy[i] * _sigmoid_cpu(x[i]) * (1.0 + x[i] * _sigmoid_cpu(-x[i]))
+        out[i] = dy[i] * _silu_grad_cpu(x[i])
 
 
 @kernel("silu", "cuda", elementwise)
 def silu_cuda(x, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = x[i] * _sigmoid_gpu(x[i])
+        out[i] = _silu_gpu(x[i])
 
 
 @kernel("silu_backward", "cuda", elementwise)
 def silu_backward_cuda(dy, x, out):
     i = cuda.grid(1)
     if i < x.size:
-        out[i] = dy[i] * _sigmoid_gpu(x[i]) * (1.0 + x[i] * _sigmoid_gpu(-x[i]))
+        out[i] = dy[i] * _silu_grad_gpu(x[i])
 
 
 # -------------------------------------------------------------------------- PReLU
@@ -419,30 +485,43 @@ def silu_backward_cuda(dy, x, out):
 # backward: dx = dy if x > 0 else alpha * dy
 #           dalpha[j] = sum of dy * x over the elements of feature j where x <= 0
 # The cpu layouts view x as (M, D), M = x.size // D (D = 1 for a scalar alpha).
+# alpha of shape (1,) is one slope too (PyTorch's PReLU(num_parameters=1)).
+# NOTE: dalpha is a sum over the rows. On the cpu the rows are cut into blocks of a
+# fixed size (PRELU_BLOCK elements), each summed by one prange iteration, and the
+# blocks' partial sums are added in order: the result does not depend on the number of
+# threads (blocks of "rows // threads" made it change with NUMBA_NUM_THREADS).
+
+PRELU_BLOCK = 4096  # elements summed per block of rows of PReLU's alpha gradient
+
+
+def _rows_of(x, d):
+    """M, the number of rows of x seen as (M, D) (also for size 0, where -1 is ambiguous)."""
+    return x.size // d if d else math.prod(tuple(x.shape)[:-1])
 
 
 @register("prelu", "numpy")
 def prelu_ref(x, alpha):
-    return np.where(x > 0, x, alpha * x)
+    return np.where(x > 0, x, alpha * x)  # NOTE: NaN > 0 is false: alpha * NaN = NaN
 
 
 @register("prelu_backward", "numpy")
 def prelu_backward_ref(dy, x, alpha):
-    dx = np.where(x > 0, dy, alpha * dy)
+    dx = _nan_where_nan(x, np.where(x > 0, dy, alpha * dy))
     contrib = np.where(x > 0, 0, dy * x)  # (..., D)
     if alpha.ndim == 0:
         dalpha = contrib.sum(dtype=x.dtype)
     else:
-        dalpha = contrib.reshape(-1, alpha.size).sum(axis=0, dtype=x.dtype)
+        dalpha = contrib.reshape(_rows_of(x, alpha.size), alpha.size).sum(axis=0, dtype=x.dtype)
     return dx, np.asarray(dalpha, dtype=x.dtype)
 
 
 def _prelu_host(at, launch, x, alpha):
     """Layout of the cpu forward: (M, D) views, so feature j is column j."""
-    x2 = at.put(x).reshape(-1, alpha.size)
+    d = alpha.size
+    x2 = at.put(x).reshape(_rows_of(x, d), d)
     out = at.empty(x2.shape, x2.dtype)
     if out.size:
-        launch(x2, alpha.reshape(-1), out)
+        launch(x2, at.put(alpha).reshape(d), out)
     return out.reshape(x.shape)
 
 
@@ -463,24 +542,32 @@ def prelu_cuda(x, alpha, out):  # x, out: (n,) flat; alpha: (D,)
 
 
 def _prelu_backward_host(at, launch, dy, x, alpha):
-    """Layout of the cpu backward: (M, D) views, and P partial sums of dalpha."""
+    """Layout of the cpu backward: (M, D) views, and P float64 partial sums of dalpha,
+    one per block of ``rows`` rows (``rows`` fixed by the shape alone)."""
     d = alpha.size
-    x2, dy2 = (at.put(a).reshape(-1, d) for a in (x, dy))
+    m = _rows_of(x, d)
+    x2, dy2 = (at.put(a).reshape(m, d) for a in (x, dy))
     dx = at.empty(x2.shape, x2.dtype)
-    parts = np.zeros((max(1, min(x2.shape[0], 4 * numba.get_num_threads())), d), x.dtype)
+    rows = max(1, PRELU_BLOCK // max(d, 1))
+    parts = np.zeros((max(1, -(-m // rows)), d))  # (P, D) float64
     if dx.size:
-        launch(dy2, x2, alpha.reshape(-1), dx, parts)
-    return dx.reshape(x.shape), parts.sum(axis=0).reshape(alpha.shape)
+        launch(dy2, x2, at.put(alpha).reshape(d), dx, parts)
+    # NOTE: numpy adds the rows of a C-contiguous (P, D) array one after the other: a
+    # fixed order. The sum is rounded to the data's dtype once, at the end.
+    dalpha = parts.sum(axis=0).astype(x.dtype).reshape(alpha.shape)
+    return dx.reshape(x.shape), dalpha
 
 
 @kernel("prelu_backward", "cpu", _prelu_backward_host)
 def prelu_backward_cpu(dy, x, alpha, dx, dalpha_parts):  # dalpha_parts: (P, D), zeros
     # NOTE: a prange loop must not add into a shared array element (a silent race), so
-    # each of the P chunks of rows sums into its own row of dalpha_parts; the layout
-    # adds the P partial sums.
+    # each block p of rows sums into its own row of dalpha_parts; the layout adds the P
+    # partial sums. The blocks have a fixed size, so the sums do not depend on the
+    # number of threads.
     m, p_count = x.shape[0], dalpha_parts.shape[0]
+    rows = (m + p_count - 1) // p_count
     for p in prange(p_count):
-        for i in range(p * m // p_count, (p + 1) * m // p_count):
+        for i in range(p * rows, min(m, (p + 1) * rows)):
             for j in range(x.shape[1]):
                 dx[i, j] = _leaky_grad_cpu(dy[i, j], x[i, j], alpha[j])
                 if not x[i, j] > 0:  # NOTE: not "<= 0": a NaN counts, as in the reference
@@ -490,7 +577,7 @@ def prelu_backward_cpu(dy, x, alpha, dx, dalpha_parts):  # dalpha_parts: (P, D),
 def _prelu_backward_gpu(at, launch, dy, x, alpha):
     """Layout of the cuda backward: (M, D) views; the kernel adds into dalpha."""
     d = alpha.size
-    m = x.size // d
+    m = _rows_of(x, d)
     d_x, d_dy = at.put(x).reshape(m, d), at.put(dy).reshape(m, d)
     dx = at.empty((m, d), np.dtype(x.dtype))
     dalpha = gpu_zeros(d, np.dtype(x.dtype))

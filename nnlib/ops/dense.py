@@ -21,6 +21,11 @@ no new gradient arrays); they are the ones returned.
 
 NOTE: for ReLU, ``y > 0`` exactly when ``z > 0``, so the backward needs only ``y`` and
 the pre-activation ``z`` is never stored.
+
+NOTE: NaN propagates, as through ``np.maximum``: a NaN pre-activation gives a NaN output
+(not 0, which would hide a diverging layer among dead units), and relu'(NaN) = NaN, so
+``dz`` is NaN where ``y`` is. Every backend: "keep" where ``y > 0``, 0 where ``y <= 0``,
+and NaN where neither holds.
 """
 
 from __future__ import annotations
@@ -44,9 +49,14 @@ def dense_forward_ref(x, W, b, act):
     return np.maximum(z, 0) if act == 1 else z
 
 
+def _relu_mask_ref(dy, y):
+    """dz = dy * relu'(z) from y = relu(z): dy where y > 0, 0 where y <= 0, NaN at NaN."""
+    return np.where(np.isnan(y), y, np.where(y > 0, dy, 0)).astype(dy.dtype)  # (N, H)
+
+
 @register("dense_backward", "numpy")
 def dense_backward_ref(dy, x, W, y, act, need_dx=1, grads_out=None):
-    dz = np.where(y > 0, dy, 0).astype(dy.dtype) if act == 1 else dy  # (N, H)
+    dz = _relu_mask_ref(dy, y) if act == 1 else dy  # (N, H)
     dx = dz @ W.T if need_dx else None  # (N, D)
     dW, db = x.T @ dz, dz.sum(axis=0)  # (D, H), (H,)
     if grads_out is not None:
@@ -71,7 +81,7 @@ def _dense_forward_host(at, launch, x, W, b, act, out=None):
         out = np.empty((x.shape[0], W.shape[1]), x.dtype)
     if out.size:
         if x.shape[1] == 0:
-            out[:] = b if act == 0 else np.maximum(b, 0)
+            out[:] = b if act == 0 else np.maximum(b, 0)  # NOTE: np.maximum keeps NaN
         else:
             launch(x, W, b, act, out)
     return out
@@ -83,7 +93,7 @@ def dense_forward_cpu(x, W, b, act, out):
     for i in prange(out.shape[0]):
         for j in range(out.shape[1]):
             v = out[i, j] + b[j]
-            out[i, j] = v if (act == 0 or v > 0) else 0.0
+            out[i, j] = 0.0 if (act == 1 and v <= 0) else v  # NaN comes through
 
 
 def _dense_backward_host(at, launch, dy, x, W, y, act, need_dx=1, grads_out=None):
@@ -106,7 +116,11 @@ def dense_backward_cpu(dy, x, W, y, act, dz, dx, dW, db, need_dx):
     n, h = dy.shape
     for i in prange(n):  # dz = dy * act'(z), one row per iteration
         for j in range(h):
-            dz[i, j] = dy[i, j] if (act == 0 or y[i, j] > 0) else 0.0
+            v = y[i, j]
+            if act == 0 or v > 0:
+                dz[i, j] = dy[i, j]
+            else:
+                dz[i, j] = 0.0 if v <= 0 else v  # v is NaN: relu'(NaN) = NaN
     # SPEEDTIP: db, the column sums of dz, by blocks of COLS adjacent columns (one
     # 64-byte cache line of float32 per row): each iteration walks the rows in memory
     # order, and no two threads add into one db entry. One column per iteration read
@@ -218,12 +232,21 @@ def _one_thread_grid(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):
 
 
 @cuda_jit(device=True)
+def _masked(v, w, zero):
+    """``v`` where the mask entry ``w`` is > 0, ``zero`` where it is <= 0, and ``w``
+    itself (NaN) where it is neither: relu'(NaN) = NaN."""
+    if w > 0:
+        return v
+    return zero if w <= 0 else w
+
+
+@cuda_jit(device=True)
 def _op_at(X, mask, t, i, j, zero):
-    """Element (i, j) of op(X) = X.T if t else X, or ``zero`` where the mask drops it."""
+    """Element (i, j) of op(X) = X.T if t else X, masked by ``mask`` (empty: none)."""
     r, c = (j, i) if t else (i, j)
-    if mask.size == 0 or mask[r, c] > 0:
+    if mask.size == 0:
         return X[r, c]
-    return zero
+    return _masked(X[r, c], mask[r, c], zero)
 
 
 @kernel("dense_forward", "cuda", _dense_forward_gpu, grid=_one_thread_grid, first_version=True)
@@ -286,8 +309,10 @@ SA_WIDTH, SB_WIDTH = BM + 1, BN + 1  # shared-memory row lengths (padded by one)
 def _load_strip(X, mask, k_rows, k0, j0, width, s, t):
     """Copy a BK-deep strip of an operand into shared memory: ``s[k, j]`` is the element
     at depth ``k0 + k`` (along L) and position ``j0 + j`` (along M for op(A), K for
-    op(B)), or 0 past the edge or where ``mask`` (empty: none) is <= 0. ``k_rows``: X is
-    stored with the depth along its rows (``A`` when ``ta``, ``B`` when not ``tb``)."""
+    op(B)), or 0 past the edge, masked by ``mask`` (empty: none; see ``_masked``).
+    ``k_rows``: X is stored with the depth along its rows (``A`` when ``ta``, ``B`` when
+    not ``tb``)."""
+    zero = X.dtype.type(0)  # NOTE: not 0, an int, which would promote float32 to float64
     for e in range(t, BK * width, THREADS_GEMM):
         if k_rows:  # X is (L, .): neighbouring threads take neighbouring j
             k, j = e // width, e % width
@@ -295,10 +320,11 @@ def _load_strip(X, mask, k_rows, k0, j0, width, s, t):
         else:  # X is (., L): neighbouring threads take neighbouring k
             j, k = e // BK, e % BK
             r, c = j0 + j, k0 + k
-        if r < X.shape[0] and c < X.shape[1] and (mask.size == 0 or mask[r, c] > 0):
-            s[k, j] = X[r, c]
+        if r < X.shape[0] and c < X.shape[1]:
+            v = X[r, c]
+            s[k, j] = v if mask.size == 0 else _masked(v, mask[r, c], zero)
         else:
-            s[k, j] = 0  # past the edge, or masked out: adds nothing to the sum
+            s[k, j] = zero  # past the edge: adds nothing to the sum
 
 
 def _tile_grid(A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum):

@@ -25,7 +25,8 @@ bce_with_logits         logits z, targets t in [0, 1], (M,)
 
 Each formula is written once for both targets: ``_ce_row`` (one row of the softmax
 cross-entropy) and ``_pointwise`` (one element of the other three, chosen by ``kind``).
-The CPU kernels loop over them with ``prange``. On the GPU the elementwise losses use a
+The CPU kernels loop over them with ``prange``, by blocks of a fixed size (so the sums
+do not depend on the number of threads). On the GPU the elementwise losses use a
 grid-stride loop and one block sum; the softmax cross-entropy has a first version, one
 thread per row running ``_ce_row`` as the CPU does (``softmax_cross_entropy_first_cuda``,
 run by ``first_version("softmax_cross_entropy")``), and the tuned kernel the op runs
@@ -138,18 +139,37 @@ _ce_row_cpu, _ce_row_gpu = shared(_ce_row)
 _pointwise_cpu, _pointwise_gpu = shared(_pointwise)
 
 # ---------------------------------------------------------------------- CPU (Numba)
-# One row (or element) per prange iteration; the loss total is a scalar reduction,
-# which Numba parallelises safely (each thread sums privately, then they are added).
+# The rows (or elements) are cut into blocks of a fixed size; one prange iteration sums
+# a block into its own entry of ``parts``, and the partial sums are then added in order.
+# NOTE: not a prange scalar reduction (``total += row_loss`` in the prange loop), which
+# Numba splits by thread: the loss then changed in its last bits with NUMBA_NUM_THREADS.
+# The blocks' size depends on nothing but the constants below, so the same inputs give
+# bit-identical sums on any number of threads.
+
+CE_ROWS = 16  # rows of logits per block of the loss sum
+POINTWISE_BLOCK = 4096  # elements per block of an elementwise loss's sum
 
 
 @kernel("softmax_cross_entropy", "cpu", loss, flat=False)
 def softmax_cross_entropy_cpu(z, labels, scale, acc, grad):
+    n = z.shape[0]
+    blocks = (n + CE_ROWS - 1) // CE_ROWS
+    parts = np.zeros(blocks)  # float64 loss sum of each block of rows
+    hits = np.zeros(blocks, np.int64)
+    for b in prange(blocks):
+        total = 0.0
+        correct = 0
+        for i in range(b * CE_ROWS, min(n, (b + 1) * CE_ROWS)):
+            row_loss, row_correct = _ce_row_cpu(z, labels, scale, grad, i)
+            total += row_loss
+            correct += row_correct
+        parts[b] = total
+        hits[b] = correct
     total = 0.0
     correct = 0
-    for i in prange(z.shape[0]):
-        row_loss, row_correct = _ce_row_cpu(z, labels, scale, grad, i)
-        total += row_loss
-        correct += row_correct
+    for b in range(blocks):  # in order: the same sum whatever the number of threads
+        total += parts[b]
+        correct += hits[b]
     acc[0] += total
     acc[1] += correct
 
@@ -158,13 +178,25 @@ def softmax_cross_entropy_cpu(z, labels, scale, acc, grad):
 @kernel("bce", "cpu", loss, flat=True, consts=(BCE,))
 @kernel("bce_with_logits", "cpu", loss, flat=True, consts=(BCE_WITH_LOGITS,))
 def pointwise_loss_cpu(p, t, scale, kind, acc, grad):
+    n = p.size
+    blocks = (n + POINTWISE_BLOCK - 1) // POINTWISE_BLOCK
+    parts = np.zeros(blocks)
+    hits = np.zeros(blocks, np.int64)
+    for b in prange(blocks):
+        total = 0.0
+        correct = 0
+        for i in range(b * POINTWISE_BLOCK, min(n, (b + 1) * POINTWISE_BLOCK)):
+            term, g, hit = _pointwise_cpu(kind, p[i], t[i], scale)
+            grad[i] = g
+            total += term
+            correct += hit
+        parts[b] = total
+        hits[b] = correct
     total = 0.0
     correct = 0
-    for i in prange(p.size):
-        term, g, hit = _pointwise_cpu(kind, p[i], t[i], scale)
-        grad[i] = g
-        total += term
-        correct += hit
+    for b in range(blocks):
+        total += parts[b]
+        correct += hits[b]
     acc[0] += total
     acc[1] += correct
 
