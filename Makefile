@@ -10,6 +10,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
+# The tests that run the cpu kernels, run a third time on their bounds-checked debug build.
+DEBUG_TESTS := $(addprefix tests/,test_kernels.py test_activations.py test_training_ops.py \
+  test_model.py test_training_step.py test_public_checks.py test_gemm_cuda.py \
+  test_losses_cuda.py test_properties.py)
 
 # jupyter refuses to run as root unless told; containers and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -26,6 +30,8 @@ test: $(VENV)/.installed-course-test
 	$(BIN)/python -m pytest -m "not cuda" $(PYTEST_ARGS)
 	@echo "--- CUDA kernels under the CUDA simulator (its own process: the simulator must be on before numba is imported)"
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -m cuda $(PYTEST_ARGS)
+	@echo "--- cpu kernels bounds-checked (NNLIB_DEBUG_KERNELS=1: serial, boundscheck=True, uncached; its own process: nnlib reads it at import)"
+	NNLIB_DEBUG_KERNELS=1 $(BIN)/python -m pytest -m "not cuda and not slow" $(DEBUG_TESTS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-course-test
 	$(BIN)/ruff check .
