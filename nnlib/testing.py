@@ -10,7 +10,7 @@ import numpy as np
 
 # float32: the kernels and the reference may round in a different order (a sum over a
 # row, exp evaluated by another libm); a few hundred ulps (eps32 = 1.2e-7) covers that.
-# float64: eps64 = 2.2e-16; scipy's erf and libm's erf differ by a few ulps, and sums
+# float64: eps64 = 2.2e-16; scipy's erfc and libm's erfc differ by a few ulps, and sums
 # of thousands of terms by a few more: 1e-10 relative leaves room and still catches any
 # wrong formula.
 TOLERANCES: dict[np.dtype, tuple[float, float]] = {

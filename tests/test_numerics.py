@@ -438,3 +438,19 @@ def test_prelu_gpu_alpha_of_another_dtype_says_what_to_do():
         TypeError, match=r"alpha must have the dtype of x, float64; got float32\. Make alpha"
     ):
         F.prelu(x, cuda.to_device(np.ones(3, np.float32)), backend="cuda")
+
+
+@pytest.mark.parametrize("per_feature", [False, True])
+def test_gradcheck_of_a_model_with_prelu(per_feature):
+    """The float64 path of a model with PReLU: gradcheck works on model.astype(float64),
+    which turns the scalar alpha's shape () into (1,)."""
+    import nnlib as nl
+    from nnlib.gradient_check import gradcheck
+
+    X = np.random.default_rng(0).standard_normal((8, 3))
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    model = nl.Sequential(
+        [nl.Dense(3, 5, seed=0), nl.PReLU(per_feature=per_feature), nl.Dense(5, 3, seed=1)]
+    )
+    result = gradcheck(model, X, y, loss="softmax_cross_entropy")
+    assert result.passed, str(result)

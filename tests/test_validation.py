@@ -97,3 +97,30 @@ def test_prelu_alpha_follows_x_dtype():
     assert F.prelu(x, 0.2).dtype == np.float32
     dx, dalpha = F.prelu_backward(x, -x, np.array([0.1, 0.2, 0.3]))
     assert dx.dtype == np.float32 and dalpha.dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prelu_backward_checks_dy(backend):
+    x, alpha = np.ones((3, 4), np.float32), np.float32(0.1)
+    with pytest.raises(ValueError, match=r"dy must have the shape of x, \(3, 4\); got \(4, 3\)"):
+        F.prelu_backward(np.ones((4, 3), np.float32), x, alpha, backend=backend)
+    with pytest.raises(TypeError, match=r"dy must have the dtype of x, float32; got float64\. "):
+        F.prelu_backward(np.ones((3, 4)), x, alpha, backend=backend)
+
+
+@pytest.mark.cuda
+def test_prelu_alpha_must_live_where_x_lives():
+    """A number goes with the launch; an alpha array is never copied implicitly."""
+    from numba import cuda
+
+    x = cuda.to_device(np.ones((2, 3)))
+    with pytest.raises(
+        TypeError,
+        match=r"alpha of shape \(3,\) is in host memory but x is a GPU array: copy alpha to "
+        r"the GPU once \(numba.cuda.to_device\(alpha\)\)",
+    ):
+        F.prelu(x, np.ones(3), backend="cuda")
+    with pytest.raises(
+        TypeError, match=r"alpha is a GPU array but x is in host memory.*copy_to_host"
+    ):
+        F.prelu(np.ones((2, 3)), cuda.to_device(np.ones(3)), backend="cuda")
