@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 # A registered cpu kernel called directly, past the public API (which would refuse
 # this): relu's kernel writes x.size elements into an output with half as many.
 OUT_OF_BOUNDS = """
@@ -103,12 +101,6 @@ print(len(found), "dispatchers")
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nnlib/ops/softmax.py compiles _row_max_sum with njit(cache=True, "
-    "inline='always') itself, not with nnlib.ops._launch.cpu_helper: it is bounds-checked "
-    "only where it is inlined into a debug kernel, and its own dispatcher stays cached",
-)
 def test_under_the_switch_every_cpu_dispatcher_of_nnlib_is_a_debug_build():
     lines = _python(ALL_DISPATCHERS, debug=True).strip().splitlines()
     assert lines[-1].endswith("dispatchers") and int(lines[-1].split()[0]) > 20, lines

@@ -122,12 +122,16 @@ def _pointwise(kind, p, t, scale):
     """One element of an elementwise loss: (loss, gradient, correct)."""
     if kind == MSE:
         d = p - t
-        return d * d, 2.0 * scale * d, 0
+        dd = numba.float64(d)  # NOTE: squared in float64, as the reference: 1e20**2 fits
+        return dd * dd, 2.0 * scale * d, 0
     if kind == BCE:
+        hit = 1 if (p > 0.5) == (t > 0.5) else 0
+        if p != p:  # NaN in, NaN out (the reference's np.maximum keeps a NaN)
+            return numba.float64(p), numba.float64(p), hit
         log_p = max(math.log(p), LOG_CLAMP) if p > 0 else LOG_CLAMP
         log_q = max(math.log1p(-p), LOG_CLAMP) if p < 1 else LOG_CLAMP
         grad = scale * (p - t) / max(p * (1.0 - p), BCE_EPS)
-        return -(t * log_p + (1.0 - t) * log_q), grad, 1 if (p > 0.5) == (t > 0.5) else 0
+        return -(t * log_p + (1.0 - t) * log_q), grad, hit
     # BCE_WITH_LOGITS; p is the logit z
     e = math.exp(-abs(p))  # in (0, 1]: never overflows
     sig = 1.0 / (1.0 + e) if p >= 0 else e / (1.0 + e)

@@ -32,11 +32,11 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .._backend import register
 from .._cuda import THREADS_ROW, cuda, cuda_jit
-from ._launch import kernel, rows
+from ._launch import cpu_helper, kernel, rows
 
 # ---------------------------------------------------------------------- reference
 
@@ -78,7 +78,7 @@ def log_softmax_backward_ref(dy, x, *, axis):
 # row's max and sum are plain scalar loops.
 
 
-@njit(cache=True, inline="always")
+@cpu_helper
 def _row_max_sum(x, i):
     """Max of row i of x, and sum of exp(x - max) over the row."""
     m = x[i, 0]
