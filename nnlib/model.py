@@ -200,7 +200,7 @@ class Sequential:
         for layer in clone.layers:
             for slots in (layer.params, layer.grads):
                 for k, v in slots.items():
-                    slots.point(k, np.ascontiguousarray(v, dtype))
+                    slots.point(k, np.asarray(v, dtype=dtype, order="C"))  # 0-d stays 0-d
         if clone.built:
             clone._gather("numpy")
         return clone

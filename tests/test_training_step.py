@@ -284,3 +284,14 @@ def test_nnlib_modules_import_each_other_without_a_cycle():
             visit(m)
     assert "nnlib.model" not in graph["nnlib.io"]
     assert "nnlib.io" in graph["nnlib.model"]
+
+
+def test_astype_keeps_every_parameter_shape_and_gives_the_clone_its_own_store():
+    model = _mlp()
+    clone = model.astype(np.float64)
+    for name, p in model.parameters().items():
+        q = clone.parameters()[name]
+        assert q.shape == p.shape and q.dtype == np.float64, name  # PReLU's alpha stays 0-d
+        np.testing.assert_array_equal(q, p.astype(np.float64))
+        assert np.shares_memory(q, clone.store.flat_params)
+        assert not np.shares_memory(q, model.store.flat_params)
