@@ -276,6 +276,22 @@ CRASHERS = {
     "nl.optim.Adam().bind(p, {'w': np.zeros(1, np.float32)}).step()",
     "short bias": "d = nl.Dense(8, 4096, seed=0); d.params['b'] = np.zeros(3, np.float32)\n"
     "d.forward(np.ones((512, 8), np.float32))",
+    "relu_backward dy shorter": "import nnlib.functional as F\n"
+    "F.relu_backward(np.ones(3, np.float32), np.ones(100000, np.float32), backend='cpu')",
+    "softmax_backward rows": "import nnlib.functional as F\n"
+    "F.softmax_backward(np.ones((2, 5), np.float32), np.ones((4096, 5), np.float32))",
+    "prelu alpha width": "import nnlib.functional as F\n"
+    "F.prelu(np.ones((512, 64), np.float32), np.ones(3, np.float32), backend='cpu')",
+    "prelu_backward dy": "import nnlib.functional as F\n"
+    "x = np.ones((512, 64), np.float32)\n"
+    "F.prelu_backward(np.ones((2, 64), np.float32), x, np.ones(64, np.float32))",
+    "dense forward width": "nl.Dense(8, 4, seed=0).forward(np.ones((512, 3), np.float32))",
+    "PReLU layer width": "m = nl.Sequential([nl.Dense(3, 8), nl.PReLU(per_feature=True)], seed=0)\n"
+    "m.layers[1].forward(np.ones((512, 2), np.float32))",
+    "set_parameters shape": "m = nl.Sequential([nl.Dense(3, 8)], seed=0)\n"
+    "m.set_parameters({'0.W': np.zeros((1, 1), np.float32)})",
+    "one_hot label": "nl.preprocessing.one_hot(np.array([0, 5, -3]), 3)",
+    "batches lengths": "list(nl.preprocessing.batches(np.zeros((10, 2)), np.zeros(4), 3))",
 }
 
 
