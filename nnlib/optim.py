@@ -88,6 +88,7 @@ class Optimizer:
         self._bound: dict = {}  # name -> (param, grad) as checked by bind
         self._restored = False  # state from load_state_dict, not yet checked by bind
         self.store: ParameterStore | None = None  # what bind() was given, if a store
+        self.store_version = None  # the store's version when bound (its buffers then)
         self.flat_state: dict[str, object] = {}  # state name -> (P,) buffer, with a store
         self.backend = None
 
@@ -106,6 +107,7 @@ class Optimizer:
             store = params
             old = self.state
             self._check_restored(store.params)
+            self.store_version = store.version
             self.store, self.params, self.grads = store, store.params, store.grads
             self.flat_state = {s: store.zeros() for s in self.state_names}
             self.state = {}

@@ -53,6 +53,13 @@ def _diverged(epoch, batch, n_batches, optimizer, value) -> TrainingDivergedErro
     )
 
 
+def bind(optimizer: Optimizer, store) -> None:
+    """Bind ``optimizer`` to ``store`` unless it already is, to the same buffers (a
+    rebind allocates the state again and copies it)."""
+    if optimizer.store is not store or optimizer.store_version != store.version:
+        optimizer.bind(store)
+
+
 def check_optimizer(optimizer) -> Optimizer:
     if not isinstance(optimizer, Optimizer):
         raise TypeError(
@@ -95,7 +102,7 @@ class TrainStep:
         model._place(self.backend)
         model.loss = self.loss_fn
         self.optimizer.backend = self.backend
-        self.optimizer.bind(model.store)
+        bind(self.optimizer, model.store)
         self.bound = (model.store, model.store.version)
 
     def ready(self) -> bool:
@@ -306,7 +313,7 @@ def fit(
             bar.close()
         model._set_training(False)
         model._place("numpy")  # back to host memory: the end of fit is an explicit boundary
-        optimizer.bind(model.store)
+        bind(optimizer, model.store)
     return history
 
 
