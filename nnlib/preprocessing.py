@@ -72,9 +72,15 @@ def _constant_columns(low, high, dtype) -> np.ndarray:
     0.1 + 0.2 and 0.3 are one value. The bound is relative, so tiny values that really
     vary (1e-20, 2e-20) are still a feature. Unlike scikit-learn's test on the variance,
     it uses the exact minimum and maximum, so it does not depend on the number of examples.
+    A range below the smallest normal float64 (~2.2e-308) counts as constant as well.
     """
     eps = np.finfo(dtype if np.dtype(dtype).kind == "f" else np.float64).eps
-    return high - low <= 10 * eps * np.maximum(np.abs(low), np.abs(high))
+    span = high - low
+    # NOTE: a range below the smallest normal float64 (a subnormal, e.g. 5e-324 - 0) is
+    # constant too: dividing by it overflows to inf
+    return (span <= 10 * eps * np.maximum(np.abs(low), np.abs(high))) | (
+        span < np.finfo(np.float64).tiny
+    )
 
 
 def _labels(y, n=None, name="y") -> np.ndarray:
