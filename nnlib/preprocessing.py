@@ -72,15 +72,9 @@ def _constant_columns(low, high, dtype) -> np.ndarray:
     0.1 + 0.2 and 0.3 are one value. The bound is relative, so tiny values that really
     vary (1e-20, 2e-20) are still a feature. Unlike scikit-learn's test on the variance,
     it uses the exact minimum and maximum, so it does not depend on the number of examples.
-    A range below the smallest normal float64 (~2.2e-308) counts as constant as well.
     """
     eps = np.finfo(dtype if np.dtype(dtype).kind == "f" else np.float64).eps
-    span = high - low
-    # NOTE: a range below the smallest normal float64 (a subnormal, e.g. 5e-324 - 0) is
-    # constant too: dividing by it overflows to inf
-    return (span <= 10 * eps * np.maximum(np.abs(low), np.abs(high))) | (
-        span < np.finfo(np.float64).tiny
-    )
+    return high - low <= 10 * eps * np.maximum(np.abs(low), np.abs(high))
 
 
 def _labels(y, n=None, name="y") -> np.ndarray:
@@ -267,9 +261,12 @@ class MinMaxScaler(_Scaler):
         X = self._check_width(X, "transform")
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         lo, hi = self.feature_range
-        # NOTE: a constant feature gets the factor 0, so it lands exactly on ``lo``
-        factor = np.divide(hi - lo, self._span, out=np.zeros_like(self._span), where=self._span > 0)
-        return ((X - self.data_min_) * factor + lo).astype(dtype)
+        # NOTE: the position in the training range first, (X - min) / span, in [0, 1] on
+        # the training data: (hi - lo) / span would overflow for a subnormal span (5e-324).
+        # A constant feature (span 0) gets 0, so it lands exactly on ``lo``.
+        span = self._span
+        where = np.divide(X - self.data_min_, span, out=np.zeros(X.shape), where=span > 0)
+        return (where * (hi - lo) + lo).astype(dtype)
 
     def inverse_transform(self, X):
         self._check_fitted("inverse_transform")
