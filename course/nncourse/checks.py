@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import traceback
 import warnings
@@ -29,6 +30,10 @@ import numpy as np
 import nncourse
 import nnlib
 from nnlib.testing import assert_close, to_host, tolerance
+
+from .learner import CheckFailed, DeviceResult, LearnerFunction, LocalFunction, Unsupported
+
+__all__ = ["CheckFailed", "LearnerFunction"]
 
 STUB_MARK = "(exercise not done yet)"
 
@@ -43,10 +48,6 @@ def time_limit_s() -> int:
             f"NNLIB_CHECK_TIME_LIMIT must be a whole number of seconds; got {raw!r}"
         ) from None
     return value
-
-
-class CheckFailed(AssertionError):
-    """A sub-check's verdict: the message is the diagnostic shown to the learner."""
 
 
 class _TimeLimitExceeded(BaseException):
@@ -68,17 +69,42 @@ class SubCheck:
     run: Callable  # run(*learner_functions); raises AssertionError on a wrong answer
 
 
+SUFFIXES = ("_numba", "_kernel", "_gpu", "_cuda")
+
+
+def base_names(functions) -> tuple[str, ...]:
+    """``relu_numba`` -> ``relu_numba``, ``relu``: the names of nnlib's own versions."""
+    names = []
+    for name in functions:
+        names.append(name)
+        for suffix in SUFFIXES:
+            if name.endswith(suffix):
+                names.append(name.removesuffix(suffix))
+    return tuple(dict.fromkeys(names))
+
+
 @dataclass
 class Exercise:
-    """One graded exercise: the functions the learner writes and the sub-checks."""
+    """One graded exercise: the functions the learner writes and the sub-checks.
+
+    ``mutates``: per function, the arguments it is meant to update in place (all others
+    must be left unchanged). ``may_alias``: functions whose result may be an argument's
+    memory. ``forbidden``: names of nnlib functions or classes the learner's code may not
+    call (default: the exercise's function names, also without a ``_numba`` or ``_gpu``
+    suffix).
+    """
 
     name: str
     functions: tuple[str, ...]
     subchecks: list[SubCheck] = field(default_factory=list)
+    mutates: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    may_alias: frozenset[str] = frozenset()
+    forbidden: tuple[str, ...] = ()
     # (exception type, text in its message, hint) for errors learners typically hit
     error_hints: list[tuple[type, str, str]] = field(default_factory=list)
-    # extra fixed lines printed before the summary, e.g. where a CUDA kernel ran
-    notes: Callable[[], list[str]] | None = None
+    # extra fixed lines printed before the summary, e.g. where a CUDA kernel ran: given
+    # the facts() of the exercise's first function
+    notes: Callable[[dict], list[str]] | None = None
 
     def subcheck(self, description: str):
         """Decorator: register ``fn(*learner_functions)`` as a sub-check."""
@@ -93,11 +119,24 @@ class Exercise:
 EXERCISES: dict[str, Exercise] = {}
 
 
-def exercise(name: str, functions: Sequence[str]) -> Exercise:
-    """Create and register an exercise."""
+def exercise(
+    name: str,
+    functions: Sequence[str],
+    *,
+    mutates: dict[str, Sequence[str]] | None = None,
+    may_alias: Sequence[str] = (),
+    forbidden: Sequence[str] | None = None,
+) -> Exercise:
+    """Create and register an exercise (see :class:`Exercise` for the options)."""
     if name in EXERCISES:
         raise ValueError(f"exercise {name!r} is defined twice")
-    EXERCISES[name] = ex = Exercise(name, tuple(functions))
+    EXERCISES[name] = ex = Exercise(
+        name,
+        tuple(functions),
+        mutates={k: tuple(v) for k, v in (mutates or {}).items()},
+        may_alias=frozenset(may_alias),
+        forbidden=tuple(base_names(functions) if forbidden is None else forbidden),
+    )
     return ex
 
 
@@ -128,18 +167,27 @@ def expect(
     inputs: dict | None = None,
     known: Sequence[WrongAnswer] = (),
     args: tuple = (),
+    device_ok: bool = False,
 ) -> None:
     """Raise :class:`CheckFailed` unless ``got`` matches ``want`` within the tolerance table.
 
     ``inputs``: named input arrays of the shape of ``want``; the failure message shows
     their values at the worst element (the smallest counterexample for an elementwise
     function). ``known``: wrong answers to recognise, each computed from ``args``.
+    ``device_ok``: a GPU device array is an acceptable result (else a host array is asked).
     """
     if got is None:
         raise CheckFailed(
             f"{what}: your function returned None, expected {_describe(want)}. "
             "Did you forget `return`?"
         )
+    if isinstance(got, DeviceResult) or (hasattr(got, "copy_to_host") and not device_ok):
+        raise CheckFailed(
+            f"{what}: you returned a GPU device array; a host (NumPy) array is asked for. "
+            "Hint: copy the result back before returning it: `return out.copy_to_host()`."
+        )
+    if isinstance(got, Unsupported):
+        raise CheckFailed(f"{what}: expected a NumPy array, got {got!r}")
     if not isinstance(got, np.ndarray) and not hasattr(got, "copy_to_host"):
         raise CheckFailed(f"{what}: expected a NumPy array, got {_describe(got)}")
     got = to_host(got)
@@ -281,6 +329,9 @@ _OUR_CODE = tuple(
 
 def _where_in_learner_code(err: BaseException) -> str:
     """`line N: source` of the deepest frame outside nnlib, this grader and numpy, if any."""
+    where = getattr(err, "learner_where", None)  # an error brought back from the kernel
+    if where is not None:
+        return where
     frames = traceback.extract_tb(err.__traceback__)
     for frame in reversed(frames):
         path = os.path.abspath(frame.filename)
@@ -324,50 +375,111 @@ def _run_one(ex: Exercise, sub: SubCheck, functions, limit: int) -> tuple[str | 
     return None, False
 
 
-def check(name: str, *functions) -> None:
-    """Grade exercise ``name`` with the learner's ``functions``; see the module docstring.
+class GradeFailed(AssertionError):
+    """A grade cell's verdict. In a notebook it shows the verdict lines only: IPython
+    prints ``_render_traceback_()`` instead of a traceback through the grader's code."""
 
-    Prints one line per sub-check and a summary; raises ``AssertionError`` if any failed.
+    def _render_traceback_(self):
+        return ["AssertionError:", *str(self).splitlines()]
+
+
+@dataclass
+class Outcome:
+    """An exercise's verdict: the fixed lines to print and the failed sub-checks."""
+
+    lines: list[str]
+    failures: list[tuple[str, str]]
+    total: int
+    stubs: list[str]
+
+    @property
+    def message(self) -> str | None:
+        """The AssertionError message (None when every sub-check passed)."""
+        name = self.lines[-1].split("]", 1)[0].lstrip("[")
+        if self.stubs:
+            verb = "raises" if len(self.stubs) == 1 else "raise"
+            return (
+                f"[{name}] not done yet: {' and '.join(self.stubs)} still {verb} "
+                "NotImplementedError. Replace the `raise NotImplementedError(...)` line in the "
+                "answer cell with your code, run that cell, then run this one again."
+            )
+        if not self.failures:
+            return None
+        details = "\n".join(f"- {desc}:\n  {msg}" for desc, msg in self.failures)
+        return f"[{name}] {len(self.failures)} of {self.total} checks failed\n{details}"
+
+
+def run_exercise(ex: Exercise, functions: Sequence[LearnerFunction], stubs=()) -> Outcome:
+    """Run every sub-check of ``ex`` on the learner's ``functions`` (wherever they run)."""
+    name, total = ex.name, len(ex.subchecks)
+    lines: list[str] = []
+    failures: list[tuple[str, str]] = []
+    if stubs:
+        lines += [f"[{name}] FAIL {sub.description}" for sub in ex.subchecks]
+        lines.append(f"[{name}] 0/{total} checks passed")
+        return Outcome(
+            lines, [(s.description, "not done yet") for s in ex.subchecks], total, list(stubs)
+        )
+    limit = time_limit_s()
+    stopped = False
+    facts = {}
+    for sub in ex.subchecks:
+        if stopped:
+            failures.append((sub.description, "not run: an earlier check hit the time limit"))
+            lines.append(f"[{name}] FAIL {sub.description}")
+            continue
+        message, stopped = _run_one(ex, sub, functions, limit)
+        if message is None:
+            lines.append(f"[{name}] ok   {sub.description}")
+        else:
+            failures.append((sub.description, message))
+            lines.append(f"[{name}] FAIL {sub.description}")
+    if ex.notes:
+        try:
+            facts = functions[0].facts()
+        except Exception:
+            facts = {}
+        lines += [f"[{name}] {line}" for line in ex.notes(facts)]
+    lines.append(f"[{name}] {total - len(failures)}/{total} checks passed")
+    return Outcome(lines, failures, total, [])
+
+
+def _caller_functions(ex: Exercise, depth: int = 2) -> list:
+    """The learner's functions, looked up in the namespace of the grade cell's caller."""
+    namespace = sys._getframe(depth).f_globals
+    missing = [f for f in ex.functions if f not in namespace]
+    if missing:
+        raise GradeFailed(
+            f"[{ex.name}] {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not "
+            "defined yet: run the answer cell above first (click in it, Shift+Enter), then "
+            "run this cell again."
+        )
+    return [namespace[f] for f in ex.functions]
+
+
+def check(name: str, *functions) -> None:
+    """Grade exercise ``name``; see the module docstring.
+
+    ``check("relu")`` finds the learner's functions by name in the notebook;
+    ``check("relu", relu, relu_backward)`` is given them. Prints one line per sub-check
+    and a summary; raises ``AssertionError`` if any failed. This is the quick feedback in
+    the notebook: ``make grade`` computes the trusted verdict in its own process.
     """
+    __tracebackhide__ = True
     if name not in EXERCISES:
         raise ValueError(f"check: no exercise named {name!r}; known: {', '.join(EXERCISES)}")
     ex = EXERCISES[name]
+    if not functions:
+        functions = _caller_functions(ex)
     if len(functions) != len(ex.functions):
         raise TypeError(
             f"check({name!r}, ...) expects {len(ex.functions)} function(s), "
             f"({', '.join(ex.functions)}); got {len(functions)}"
         )
     stubs = [n for n, fn in zip(ex.functions, functions, strict=True) if is_stub(fn)]
-    failures: list[tuple[str, str]] = []
-    if stubs:
-        for sub in ex.subchecks:
-            print(f"[{name}] FAIL {sub.description}")
-        print(f"[{name}] 0/{len(ex.subchecks)} checks passed")
-        raise AssertionError(
-            f"[{name}] not done yet: {' and '.join(stubs)} still "
-            f"{'raises' if len(stubs) == 1 else 'raise'} NotImplementedError. "
-            "Replace the `raise NotImplementedError(...)` line in the answer cell with "
-            "your code, run that cell, then run this one again."
-        )
-    limit = time_limit_s()
-    stopped = False
-    for sub in ex.subchecks:
-        if stopped:
-            failures.append((sub.description, "not run: an earlier check hit the time limit"))
-            print(f"[{name}] FAIL {sub.description}")
-            continue
-        message, stopped = _run_one(ex, sub, functions, limit)
-        if message is None:
-            print(f"[{name}] ok   {sub.description}")
-        else:
-            failures.append((sub.description, message))
-            print(f"[{name}] FAIL {sub.description}")
-    for line in ex.notes() if ex.notes else ():
-        print(f"[{name}] {line}")
-    passed = len(ex.subchecks) - len(failures)
-    print(f"[{name}] {passed}/{len(ex.subchecks)} checks passed")
-    if failures:
-        details = "\n".join(f"- {desc}:\n  {msg}" for desc, msg in failures)
-        raise AssertionError(
-            f"[{name}] {len(failures)} of {len(ex.subchecks)} checks failed\n{details}"
-        )
+    wrapped = [LocalFunction(n, fn, ex) for n, fn in zip(ex.functions, functions, strict=True)]
+    outcome = run_exercise(ex, wrapped, stubs)
+    for line in outcome.lines:
+        print(line)
+    if outcome.message is not None:
+        raise GradeFailed(outcome.message)

@@ -1,30 +1,38 @@
-"""Sub-checks shared by the Numba kernel exercises: the learner's function is a Numba
-function, compiles in nopython mode, is compiled with ``parallel=True``, and Numba
-really turned a ``prange`` loop into a parallel loop.
+"""Sub-checks shared by the Numba kernel exercises, judged by behaviour where possible.
 
-:func:`add_numba_subchecks` registers the four on an exercise, given the function's name
-and a sample argument tuple to compile it with.
+* :func:`add_numba_subchecks` registers four on an exercise: the learner's function is a
+  Numba function, compiles in nopython mode, is compiled with ``parallel=True``, and
+  Numba really turned a ``prange`` loop into a parallel loop that does the work (not a
+  ``prange(1)`` wrapper around a serial loop).
+* :func:`expect_no_races` runs the kernel on large inputs several times with every
+  thread and compares each run with the reference: a race shows as a wrong or changing
+  result. Per-thread partial sums are not a race and pass.
+* :func:`expect_every_element_written` catches outputs the kernel never writes (an
+  off-by-one ``prange(n - 1)``) in a way that cannot pass by luck: the same call on two
+  different inputs, with freed memory filled with NaN between them.
+
+The learner's function is a :class:`~nncourse.learner.LearnerFunction`: its ``facts``
+come from where it runs, its ``source`` from the learner's answer cell.
 """
 
 from __future__ import annotations
 
-import warnings
+import ast
 
-from .checks import CheckFailed, Exercise
+import numpy as np
 
-# NOTE: compiling with parallel=True takes a second or two: the diagnostics of one
-# learner function are computed once per kernel session.
-_PRANGE_LOOPS: dict = {}
+from .checks import CheckFailed, Exercise, expect
 
 
 def dispatcher(fn, name: str, signature: str):
     """``fn`` if it is a Numba CPU function, else a failure with the decorator to add."""
-    from numba.core.registry import CPUDispatcher
-
-    if not isinstance(fn, CPUDispatcher):
+    facts = fn.facts()
+    if facts["kind"] != "numba":
+        kind = facts["kind"]
         raise CheckFailed(
-            f"{name} is a plain {type(fn).__name__}, not a Numba function. Hint: put "
-            f"@njit(parallel=True) on the line above `def {name}({signature}):`."
+            f"{name} is a plain {'function' if kind == 'python' else kind}, not a Numba "
+            f"function. Hint: put @njit(parallel=True) on the line above "
+            f"`def {name}({signature}):`."
         )
     return fn
 
@@ -43,24 +51,119 @@ def call_nopython(fn, name: str, *args):
         ) from None
 
 
-def prange_loops(fn, name: str, *args) -> int:
-    """How many ``prange`` loops Numba parallelized when compiling ``fn`` for ``args``."""
-    from numba import njit
+def _is_prange(node) -> bool:
+    return (
+        isinstance(node, ast.For)
+        and isinstance(node.iter, ast.Call)
+        and (getattr(node.iter.func, "id", getattr(node.iter.func, "attr", None)) == "prange")
+    )
 
-    code = fn.py_func.__code__
-    if code not in _PRANGE_LOOPS:
-        # A fresh copy with parallel=True: the learner's own may be cached or serial.
-        fresh = njit(parallel=True)(fn.py_func)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "no transformation for parallel" is our verdict
-            call_nopython(fresh, name, *args)
-        diagnostics = fresh.get_metadata(fresh.signatures[0])["parfor_diagnostics"]
-        _PRANGE_LOOPS[code] = sum(
-            1
-            for p in diagnostics.get_parfors()
-            if any(pattern[0] == "prange" for pattern in getattr(p, "patterns", ()))
-        )
-    return _PRANGE_LOOPS[code]
+
+def prange_problems(source: str | None) -> dict[str, list[str]]:
+    """What the ``prange`` loops in ``source`` get wrong, read from the code:
+
+    * ``"constant"``: a ``prange`` over a constant trip count (``prange(1)``): one
+      iteration cannot run in parallel;
+    * ``"shared"``: writes inside a ``prange`` loop to an array element whose index does
+      not depend on the loop's index (threads update the same element at once: a race,
+      or a serial loop inside a parallel wrapper doing all the work).
+    """
+    problems: dict[str, list[str]] = {"constant": [], "shared": []}
+    if not source:
+        return problems
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return problems
+    for loop in ast.walk(tree):
+        if not _is_prange(loop):
+            continue
+        if all(isinstance(a, ast.Constant) for a in loop.iter.args):
+            problems["constant"].append(ast.unparse(loop.iter))
+        tainted = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
+        body = ast.Module(body=loop.body, type_ignores=[])
+        for _ in range(5):  # names computed from the loop index are per-iteration too
+            for node in ast.walk(body):
+                if isinstance(node, (ast.Assign, ast.AugAssign, ast.For)):
+                    value = node.iter if isinstance(node, ast.For) else node.value
+                    used = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
+                    if used & tainted:
+                        targets = (
+                            [node.target]
+                            if isinstance(node, (ast.AugAssign, ast.For))
+                            else node.targets
+                        )
+                        for t in targets:
+                            tainted |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+        local = {
+            t.id
+            for node in ast.walk(body)
+            if isinstance(node, ast.Assign)
+            for t in node.targets
+            if isinstance(t, ast.Name)
+        }
+        for node in ast.walk(body):
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else ([node.target] if isinstance(node, ast.AugAssign) else [])
+            )
+            for t in targets:
+                if not isinstance(t, ast.Subscript) or not isinstance(t.value, ast.Name):
+                    continue
+                if t.value.id in local:
+                    continue  # an array made inside the loop belongs to one iteration
+                index = {n.id for n in ast.walk(t.slice) if isinstance(n, ast.Name)}
+                if not index & tainted:
+                    problems["shared"].append(ast.unparse(t))
+    return problems
+
+
+def expect_no_races(fn, make_args, reference, what: str, *, runs: int = 5) -> None:
+    """Run ``fn(*make_args())`` ``runs`` times (large inputs, all threads) and compare each
+    run with ``reference(*args)``: a race gives wrong results, different from run to run."""
+    args = make_args()
+    want = reference(*args)
+    for run in range(runs):
+        got = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        try:
+            expect(got, want, f"{what}, run {run + 1} of {runs}")
+        except CheckFailed as err:
+            shared = prange_problems(getattr(fn, "source", None))["shared"]
+            where = (
+                f"`{shared[0]}` is written by every prange iteration: threads running "
+                "different iterations update the same element at once"
+                if shared
+                else "several threads write the same element at once"
+            )
+            raise CheckFailed(
+                f"{err}\n  Hint: on large inputs with every thread the result is wrong (or "
+                f"changes from run to run): {where} (a race; updates are lost). Give each "
+                "prange iteration its own output elements, or its own partial sums."
+            ) from None
+
+
+def expect_every_element_written(fn, make_args, reference, what: str) -> None:
+    """Fail when ``fn`` leaves an output element unwritten (e.g. ``prange(n - 1)``).
+
+    Calls ``fn`` on two different inputs of the same shape, filling freed memory with
+    NaN in between, so a stale element can match neither by luck.
+    """
+    first = make_args(0)
+    fn(*first)
+    junk = [np.full(a.shape, np.nan, a.dtype) for a in first if isinstance(a, np.ndarray)]
+    del junk
+    args = make_args(1)
+    want = reference(*args)
+    got = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+    try:
+        expect(got, want, what)
+    except CheckFailed as err:
+        raise CheckFailed(
+            f"{err}\n  Hint: some output elements are never written (they hold whatever "
+            "the memory held): does your loop run over every index, range(n) and not "
+            "range(n - 1)?"
+        ) from None
 
 
 def add_numba_subchecks(ex: Exercise, name: str, signature: str, sample, loop_hint: str):
@@ -76,23 +179,43 @@ def add_numba_subchecks(ex: Exercise, name: str, signature: str, sample, loop_hi
 
     @ex.subcheck(f"{name} compiles in nopython mode")
     def _(fn):
-        fn = dispatcher(fn, name, signature)
-        if fn.targetoptions.get("forceobj"):
+        if dispatcher(fn, name, signature).facts()["forceobj"]:
             raise CheckFailed(f"{name} is compiled in object mode (forceobj=True): use @njit.")
         call_nopython(fn, name, *sample())
 
     @ex.subcheck(f"{name} is compiled with parallel=True")
     def _(fn):
-        if not dispatcher(fn, name, signature).targetoptions.get("parallel"):
+        if not dispatcher(fn, name, signature).facts()["parallel"]:
             raise CheckFailed(
                 f"{name} is compiled without parallel=True, so prange runs as a plain range. "
                 "Hint: @njit(parallel=True)."
             )
 
-    @ex.subcheck(f"Numba runs {name}'s loop in parallel (a prange loop)")
+    @ex.subcheck(f"Numba runs {name}'s loop in parallel (a prange loop doing the work)")
     def _(fn):
-        if prange_loops(dispatcher(fn, name, signature), name, *sample()) == 0:
+        facts = dispatcher(fn, name, signature).facts(sample())
+        if facts.get("prange_loops") is None:
+            raise CheckFailed(
+                f"Numba could not compile {name} with parallel=True: {facts.get('compile_error')}"
+            )
+        if facts["prange_loops"] == 0:
             raise CheckFailed(
                 f"Numba found no prange loop to run in parallel. Hint: write {loop_hint} "
                 "(from numba import prange); `range` runs serially."
             )
+        problems = prange_problems(fn.source)
+        if problems["constant"]:
+            raise CheckFailed(
+                f"your loop `{problems['constant'][0]}` has a fixed number of iterations, so "
+                f"one thread does all the work. Hint: write {loop_hint}."
+            )
+
+
+def prange_loops(fn, name: str, *args) -> int:
+    """How many ``prange`` loops Numba parallelized compiling ``fn`` for ``args``."""
+    facts = fn.facts(args)
+    if facts.get("prange_loops") is None:
+        raise CheckFailed(
+            f"Numba could not compile {name} with parallel=True: {facts.get('compile_error')}"
+        )
+    return facts["prange_loops"]

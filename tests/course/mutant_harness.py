@@ -29,6 +29,20 @@ def M(source: str) -> str:
     return textwrap.dedent(source).strip("\n") + "\n"
 
 
+def mutate(source: str, *edits: str) -> str:
+    """``source`` (a solution's answer cell) with planted defects: ``mutate(src, old, new,
+    old2, new2, ...)`` replaces each ``old`` (which must occur exactly once) by ``new``, so
+    the catalogue shows the defect itself rather than a whole copy of the answer."""
+    if len(edits) % 2:
+        raise ValueError("mutate: give (old, new) pairs")
+    for old, new in zip(edits[::2], edits[1::2], strict=True):
+        count = source.count(old)
+        if count != 1:
+            raise ValueError(f"mutate: {old!r} occurs {count} times in the solution, not once")
+        source = source.replace(old, new)
+    return source
+
+
 def ids(mutants) -> list[str]:
     return [f"{ex}: {name}" for ex, name, _, _ in mutants]
 
