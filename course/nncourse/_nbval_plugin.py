@@ -1,4 +1,5 @@
-"""pytest plugin used by the grader: records each nbval cell's result with its tags.
+"""pytest plugin for running a notebook as JupyterLab would (the course's tests use it):
+records each nbval cell's result with its tags.
 
 Loaded with ``-p nncourse._nbval_plugin``; writes one JSON line per cell to the file
 named by ``NNCOURSE_GRADE_REPORT``. It also makes nbval notice a dead kernel within a second

@@ -254,17 +254,19 @@ def _blame(lost: KernelLost, plan: Plan, workdir: Path, timeout, skip: dict):
         return name, ("crashed", CRASHED.format(what="your answer was being graded"))
     # It survives alone: another answer kills the kernel some time after it ran.
     suspects = [n for n in plan.names if n != name and n not in skip]
+    proven = False
     while len(suspects) > 1:
         half = suspects[: len(suspects) // 2]
-        suspects = (
-            half if _dies(plan, workdir, timeout, half, None, until) else suspects[len(half) :]
-        )
-    if suspects and _dies(plan, workdir, timeout, suspects, None, until):
+        if _dies(plan, workdir, timeout, half, None, until):
+            suspects, proven = half, True
+        else:
+            suspects, proven = suspects[len(half) :], False
+    if suspects and (proven or _dies(plan, workdir, timeout, suspects, None, until)):
         return suspects[0], (
             "crashed",
             CRASHED.format(
-                what="a later exercise was graded: your answer makes it die some "
-                "seconds after it ran (found by running it alone)"
+                what="a later exercise was graded: your answer makes it die some seconds "
+                "after it ran (found by running it alone)"
             ),
         )
     return name, ("crashed", CRASHED.format(what="your answer was being graded"))

@@ -28,7 +28,7 @@ import pytest
 
 from nncourse import EXERCISES, check, notebooks
 from nncourse.checks import STUB_MARK
-from nncourse.grader import _run_nbval, grade
+from nncourse.grader import GradingError, grade
 from nncourse.notebooks import ANSWER, GRADE, BuildError, tagged
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +96,7 @@ def test_exercise_is_generated_by_the_rules():
     assert set(grades) <= set(EXERCISES)
     for name, cell in grades.items():
         assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
-        assert re.fullmatch(rf'check\("{name}"(, \w+)+\)', cell.source), cell.source
+        assert cell.source == f'check("{name}")', cell.source
     for name, cell in answers.items():
         assert notebooks.BEGIN not in cell.source and notebooks.END not in cell.source
         assert STUB_MARK in cell.source, f"answer:{name} has no stub"
@@ -165,7 +165,7 @@ def test_check_prints_fixed_float_free_lines_and_nothing_on_stderr(capsys):
     }
     assert set(lines) <= fixed, set(lines) - fixed
     assert len(lines) == sum(len(EXERCISES[n].subchecks) + 1 for n in names)
-    assert "[softmax] 6/6 checks passed" in lines
+    assert any(re.fullmatch(r"\[softmax\] (\d+)/\1 checks passed", line) for line in lines)
 
 
 def test_check_stops_an_infinite_loop_at_the_time_limit(monkeypatch, capsys):
@@ -234,6 +234,41 @@ def test_unsolved_exercises_fail_every_grade_cell_and_nothing_else(solution, tmp
     for r in records:
         if r["outcome"] != "passed":
             assert r["ename"] == "AssertionError" and "not done yet" in r["evalue"]
+            # the learner sees the verdict only, not the grader's code in a traceback
+            assert "nncourse" not in r["message"] and "checks.py" not in r["message"], r
+
+
+def _run_nbval(nb, workdir: Path, cell_timeout: int) -> list[dict]:
+    """Run ``nb`` with nbval (lax) as JupyterLab would; one record per cell (tags, outcome,
+    error) from the plugin ``nncourse._nbval_plugin``."""
+    notebook = workdir / "run.ipynb"
+    notebook.write_text(nbformat.writes(nb))
+    report = workdir / "report.jsonl"
+    (workdir / "pytest.ini").write_text("[pytest]\n")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            f"--nbval-cell-timeout={cell_timeout}",
+            "-p",
+            "nncourse._nbval_plugin",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-c",
+            str(workdir / "pytest.ini"),
+            "--rootdir",
+            str(workdir),
+            str(notebook),
+        ],
+        cwd=workdir,
+        env=dict(os.environ, NNCOURSE_GRADE_REPORT=str(report)),
+        capture_output=True,
+        check=False,
+    )
+    return [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
 
 
 def _grade_cli(notebook, results, *extra, env=None):
@@ -296,7 +331,7 @@ def test_grader_survives_every_kind_of_broken_answer(tmp_path):
     before = learner.read_bytes()
     env = dict(os.environ, NNLIB_CHECK_TIME_LIMIT="5")
     done = _grade_cli(learner, tmp_path / "results", "--timeout", "15", env=env)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr  # graded: a low score is no error
     assert learner.read_bytes() == before
     result = json.loads((tmp_path / "results" / "01_activations.json").read_text())
     status = {e["exercise"]: e["status"] for e in result["exercises"]}
@@ -317,7 +352,7 @@ def test_grader_survives_every_kind_of_broken_answer(tmp_path):
     assert "stopped after the time limit of 5 s" in feedback["tanh_backward"]
     assert "kernel crashed" in feedback["softmax"]
     assert "ran past the 15 s time limit" in feedback["relu_numba"]
-    assert "[relu_cuda] 5/5 checks passed" in feedback["relu_cuda"]
+    assert re.search(r"\[relu_cuda\] (\d+)/\1 checks passed", feedback["relu_cuda"])
 
 
 def test_grade_names_a_missing_notebook(tmp_path):
@@ -328,7 +363,7 @@ def test_grade_names_a_missing_notebook(tmp_path):
 def test_grade_needs_a_solution_to_grade_against(tmp_path):
     stray = tmp_path / "99_unknown.ipynb"
     nbformat.write(nbformat.v4.new_notebook(), stray)
-    with pytest.raises(FileNotFoundError, match="no solution notebook for"):
+    with pytest.raises(GradingError, match="cannot tell which exercise set 99_unknown.ipynb is"):
         grade(stray, root=ROOT)
 
 
