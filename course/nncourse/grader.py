@@ -154,7 +154,16 @@ def _grade_exercise(session, plan: Plan, name: str, answer_cell) -> ExerciseResu
         return ExerciseResult(name, 0, points, "timeout", feedback)
     sources = {f: function_source(source, f) for f in ex.functions}
     stubs = [f for f, src in sources.items() if src is not None and STUB_MARK in src]
-    functions = [RemoteFunction(f, session, ex, sources[f]) for f in ex.functions]
+    # the static scan for nnlib's own version reads the whole answer cell, with the
+    # imports of the setup cells (``import nnlib.functional as F``) before it
+    imports = "\n".join(
+        line
+        for cell in plan.setup
+        for line in cell.splitlines()
+        if line.lstrip().startswith(("import ", "from "))
+    )
+    scanned = f"{imports}\n{source}"
+    functions = [RemoteFunction(f, session, ex, sources[f], scanned) for f in ex.functions]
     if not stubs:
         undefined = []
         for fn in functions:

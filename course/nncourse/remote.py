@@ -223,15 +223,22 @@ def _encode_args(value, arrays):
 class RemoteFunction(LearnerFunction):
     """The learner's function in the learner's kernel, called from the grader."""
 
-    def __init__(self, name: str, session: KernelSession, exercise=None, source=None):
+    def __init__(
+        self, name: str, session: KernelSession, exercise=None, source=None, cell_source=None
+    ):
         super().__init__(name, exercise)
         self.session = session
         self._source = source
+        self._cell_source = cell_source
         self._facts: dict = {}
 
     @property
     def source(self):
         return self._source
+
+    @property
+    def scan_source(self):
+        return self._cell_source if self._cell_source is not None else self._source
 
     def _ask(self, op: str, args=(), kwargs=None, **extra) -> dict:
         arrays: dict = {}
