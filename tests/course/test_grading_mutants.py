@@ -1,9 +1,14 @@
 """The catalogue of typical wrong answers (mutants), checked in-process.
 
-Each mutant replaces one answer cell of ``solutions/01_activations.ipynb``. It must fail
-its own exercise, show its hint, and leave every other exercise passing. The checks are
-called directly (no kernel per mutant); ``test_grading.py`` proves the nbval path on the
-real notebooks. The CUDA mutants run in the ``cuda`` pytest process (GPU or simulator).
+Each mutant is an edit of one answer cell of ``solutions/01_activations.ipynb``
+(``mutate(SET.answers[name], old, new)``), so the planted defect is what the catalogue
+shows. It must fail its own exercise, show its hint, and leave every other exercise
+passing. The checks are called directly (no kernel per mutant); ``test_grading.py``
+proves the nbval path on the real notebooks. The CUDA mutants run in the ``cuda`` pytest
+process (GPU or simulator).
+
+``ALTERNATIVES`` are correct answers written differently from the solutions; each must
+pass every check.
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ import io
 
 import numpy as np
 import pytest
-from mutant_harness import ExerciseSet, M, ids
+from mutant_harness import ExerciseSet, M, _compile, ids, mutate
 
-from nncourse import check
+from nncourse import EXERCISES, check
+
+_MISSING = object()
 
 
 def _globals(with_cuda: bool) -> dict:
     from numba import njit, prange
 
-    ns = {"np": np, "njit": njit, "prange": prange, "check": check}
+    import nnlib
+
+    ns = {"np": np, "njit": njit, "prange": prange, "check": check, "nnlib": nnlib}
     if with_cuda:
         import numba_cuda  # noqa: F401  (numba's own built-in numba.cuda is deprecated)
         from numba import cuda
@@ -30,7 +39,59 @@ def _globals(with_cuda: bool) -> dict:
     return ns
 
 
-SET = ExerciseSet("01_activations.ipynb", namespace=_globals, gpu={"relu_cuda"})
+def _global_names(fn) -> set[str]:
+    """The global names a solution function reads (its own code and nested code)."""
+    code = getattr(getattr(fn, "py_func", None) or getattr(fn, "fn", None) or fn, "__code__", None)
+    names: set[str] = set()
+    stack = [code] if code is not None else []
+    while stack:
+        c = stack.pop()
+        names |= set(c.co_names)
+        stack += [k for k in c.co_consts if hasattr(k, "co_names")]
+    return names
+
+
+class ActivationSet(ExerciseSet):
+    """The harness's set, with one saving: an exercise whose functions, and every global
+    name they read, are the very objects of the solved notebook gets the solution's own
+    (cached) verdict instead of being graded again. A mutant replaces one answer cell, so
+    only the exercises that can see the change are graded again (its own one, in this
+    set, whose answers do not call each other); the assertion is the harness's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._verdicts: dict = {}
+
+    def _reads(self, name: str, solved: dict) -> set[str]:
+        names = set(EXERCISES[name].functions)
+        for f in EXERCISES[name].functions:
+            names |= _global_names(solved[f])
+        return names
+
+    def _solution_verdict(self, name: str, with_cuda: bool):
+        key = (name, with_cuda)
+        if key not in self._verdicts:
+            self._verdicts[key] = self.verdict(name, self.solved(with_cuda))
+        return self._verdicts[key]
+
+    def failures(self, ns: dict, with_cuda: bool = False) -> dict[str, str]:
+        solved = self.solved(with_cuda)
+        changed = {
+            k
+            for k in ns.keys() | solved.keys()
+            if ns.get(k, _MISSING) is not solved.get(k, _MISSING)
+        }
+        verdicts = {}
+        for name in self.names(with_cuda):
+            if changed & self._reads(name, solved):
+                verdicts[name] = self.verdict(name, ns)
+            else:
+                verdicts[name] = self._solution_verdict(name, with_cuda)
+        return {n: msg for n, msg in verdicts.items() if msg is not None}
+
+
+SET = ActivationSet("01_activations.ipynb", namespace=_globals, gpu={"relu_cuda"})
+A = SET.answers
 
 # (exercise, mutant, answer cell source, text the feedback must show)
 MUTANTS = [
@@ -38,428 +99,597 @@ MUTANTS = [
     (
         "relu",
         "backward ignores dy",
-        M("""
-        def relu(x):
-            return np.maximum(x, 0)
-        def relu_backward(dy, x):
-            return (x > 0).astype(x.dtype)
-        """),
+        mutate(A["relu"], "return np.where(x > 0, dy, 0)", "return (x > 0).astype(x.dtype)"),
         "multiply it by the upstream gradient dy",
     ),
     (
         "relu",
-        "relu'(0) = 1",
-        M("""
-        def relu(x):
-            return np.maximum(x, 0)
-        def relu_backward(dy, x):
-            return np.where(x >= 0, dy, 0)
-        """),
+        "relu'(0) = 1 (x >= 0)",
+        mutate(A["relu"], "np.where(x > 0, dy, 0)", "np.where(x >= 0, dy, 0)"),
         "differs only where x == 0",
     ),
     (
         "relu",
         "forward in place",
-        M("""
-        def relu(x):
-            x[x < 0] = 0
-            return x
-        def relu_backward(dy, x):
-            return np.where(x > 0, dy, 0)
-        """),
-        "relu changed its input x",
+        mutate(A["relu"], "return np.maximum(x, 0)", "x[x < 0] = 0\n    return x"),
+        "relu changed its argument x in place",
     ),
     (
         "relu",
-        "forward is abs",
-        M("""
-        def relu(x):
-            return np.abs(x)
-        def relu_backward(dy, x):
-            return np.where(x > 0, dy, 0)
-        """),
+        "forward is abs, backward right",
+        mutate(A["relu"], "np.maximum(x, 0)", "np.abs(x)"),
         "your output equals |x|",
     ),
     (
         "relu",
-        "float32 upcast",
-        M("""
-        def relu(x):
-            return x * (x > 0).astype(np.float64)
-        def relu_backward(dy, x):
-            return np.where(x > 0, dy, 0)
-        """),
+        "forward upcasts float32",
+        mutate(A["relu"], "np.maximum(x, 0)", "x * (x > 0).astype(np.float64)"),
         "dtype float64, expected float32",
+    ),
+    (
+        "relu",
+        "backward zeroes dy in place",
+        mutate(A["relu"], "return np.where(x > 0, dy, 0)", "dy[x <= 0] = 0\n    return dy"),
+        "relu_backward changed its argument dy in place",
+    ),
+    (
+        "relu",
+        "backward upcasts float32",
+        mutate(A["relu"], "np.where(x > 0, dy, 0)", "dy * (x > 0).astype(float)"),
+        "dtype float64, expected float32",
+    ),
+    (
+        "relu",
+        "2-D only (double loop)",
+        mutate(
+            A["relu"],
+            "return np.maximum(x, 0)",
+            "out = np.zeros_like(x)\n"
+            "    for i in range(x.shape[0]):\n"
+            "        for j in range(x.shape[1]):\n"
+            "            out[i, j] = max(x[i, j], 0)\n"
+            "    return out",
+        ),
+        "your code assumes a 2-D array",
+    ),
+    (
+        "relu",
+        "returns x itself when nothing is negative",
+        mutate(
+            A["relu"], "return np.maximum(x, 0)", "return x if (x > 0).all() else np.maximum(x, 0)"
+        ),
+        "relu returned its argument x itself",
+    ),
+    (
+        "relu",
+        "x + |x| overflows",
+        mutate(A["relu"], "np.maximum(x, 0)", "(x + np.abs(x)) / 2"),
+        "x + |x| is twice x and overflows",
     ),
     # ------------------------------------------------------------ leaky_relu
     (
         "leaky_relu",
         "slope on the wrong side",
-        M("""
-        def leaky_relu(x, alpha=0.01):
-            return np.where(x > 0, alpha * x, x)
-        def leaky_relu_backward(dy, x, alpha=0.01):
-            return np.where(x > 0, dy, alpha * dy)
-        """),
+        mutate(
+            A["leaky_relu"],
+            "np.where(x > 0, x, alpha * x)",
+            "np.where(x > 0, alpha * x, x)",
+            "np.where(x > 0, dy, alpha * dy)",
+            "np.where(x > 0, alpha * dy, dy)",
+        ),
         "the slope alpha is on the wrong side",
     ),
     (
         "leaky_relu",
         "alpha hard-coded",
-        M("""
-        def leaky_relu(x, alpha=0.01):
-            return np.where(x > 0, x, 0.01 * x)
-        def leaky_relu_backward(dy, x, alpha=0.01):
-            return np.where(x > 0, dy, alpha * dy)
-        """),
+        mutate(A["leaky_relu"], "np.where(x > 0, x, alpha * x)", "np.where(x > 0, x, 0.01 * x)"),
         "use the alpha argument",
     ),
     (
         "leaky_relu",
         "backward of relu",
-        M("""
-        def leaky_relu(x, alpha=0.01):
-            return np.where(x > 0, x, alpha * x)
-        def leaky_relu_backward(dy, x, alpha=0.01):
-            return np.where(x > 0, dy, 0)
-        """),
+        mutate(A["leaky_relu"], "np.where(x > 0, dy, alpha * dy)", "np.where(x > 0, dy, 0)"),
         "your result equals relu_backward",
     ),
     (
         "leaky_relu",
         "backward slope 1 at 0",
-        M("""
-        def leaky_relu(x, alpha=0.01):
-            return np.where(x > 0, x, alpha * x)
-        def leaky_relu_backward(dy, x, alpha=0.01):
-            return np.where(x >= 0, dy, alpha * dy)
-        """),
+        mutate(
+            A["leaky_relu"], "np.where(x > 0, dy, alpha * dy)", "np.where(x >= 0, dy, alpha * dy)"
+        ),
         "differs only where x == 0",
     ),
     (
         "leaky_relu",
         "backward ignores dy",
-        M("""
-        def leaky_relu(x, alpha=0.01):
-            return np.where(x > 0, x, alpha * x)
-        def leaky_relu_backward(dy, x, alpha=0.01):
-            return np.where(x > 0, 1.0, alpha)
-        """),
+        mutate(A["leaky_relu"], "np.where(x > 0, dy, alpha * dy)", "np.where(x > 0, 1.0, alpha)"),
         "multiply it by dy",
+    ),
+    (
+        "leaky_relu",
+        "backward scales dy in place",
+        mutate(
+            A["leaky_relu"],
+            "return np.where(x > 0, dy, alpha * dy)",
+            "dy[x <= 0] *= alpha\n    return dy",
+        ),
+        "leaky_relu_backward changed its argument dy in place",
+    ),
+    (
+        "leaky_relu",
+        "backward upcasts float32",
+        mutate(
+            A["leaky_relu"],
+            "np.where(x > 0, dy, alpha * dy)",
+            "dy * np.where(x > 0, 1.0, alpha)",
+        ),
+        "dtype float64, expected float32",
+    ),
+    (
+        "leaky_relu",
+        "returns x itself when nothing is negative",
+        mutate(
+            A["leaky_relu"],
+            "return np.where(x > 0, x, alpha * x)",
+            "return x if (x > 0).all() else np.where(x > 0, x, alpha * x)",
+        ),
+        "leaky_relu returned its argument x itself",
     ),
     # --------------------------------------------------------------- sigmoid
     (
         "sigmoid",
         "naive formula overflows",
-        M("""
-        def sigmoid(x):
-            return 1 / (1 + np.exp(-x))
-        def sigmoid_backward(dy, x):
-            s = sigmoid(x)
-            return dy * s * (1 - s)
-        """),
+        mutate(
+            A["sigmoid"],
+            "return np.where(x >= 0, 1 / (1 + e), e / (1 + e))",
+            "return 1 / (1 + np.exp(-x))",
+        ),
         "exp(-x) overflows",
     ),
     (
         "sigmoid",
         "np.where evaluates both branches",
-        M("""
-        def sigmoid(x):
-            return np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
-        def sigmoid_backward(dy, x):
-            e = np.exp(-np.abs(x))
-            s = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-            return dy * s * (1 - s)
-        """),
+        mutate(
+            A["sigmoid"],
+            "return np.where(x >= 0, 1 / (1 + e), e / (1 + e))",
+            "return np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))",
+        ),
         "np.where evaluates both branches",
     ),
     (
         "sigmoid",
         "derivative s*(1+s)",
-        M("""
-        def sigmoid(x):
-            e = np.exp(-np.abs(x))
-            return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-        def sigmoid_backward(dy, x):
-            s = sigmoid(x)
-            return dy * s * (1 + s)
-        """),
+        mutate(A["sigmoid"], "return dy * s * (1 - s)", "return dy * s * (1 + s)"),
         "s * (1 + s): the derivative is s * (1 - s)",
     ),
     (
         "sigmoid",
         "derivative applied to x",
-        M("""
-        def sigmoid(x):
-            e = np.exp(-np.abs(x))
-            return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-        def sigmoid_backward(dy, x):
-            return dy * x * (1 - x)
-        """),
+        mutate(A["sigmoid"], "return dy * s * (1 - s)", "return dy * x * (1 - x)"),
         "takes s = sigmoid(x), not x",
     ),
     (
         "sigmoid",
         "sign flipped",
-        M("""
-        def sigmoid(x):
-            e = np.exp(-np.abs(x))
-            return np.where(x >= 0, e / (1 + e), 1 / (1 + e))
-        def sigmoid_backward(dy, x):
-            s = sigmoid(x)
-            return dy * s * (1 - s)
-        """),
+        mutate(A["sigmoid"], "1 / (1 + e), e / (1 + e)", "e / (1 + e), 1 / (1 + e)"),
         "your output equals sigmoid(-x)",
+    ),
+    (
+        "sigmoid",
+        "1 - 1 / (1 + e) cancels for x < 0",
+        mutate(A["sigmoid"], "e / (1 + e))", "1 - 1 / (1 + e))"),
+        "loses every digit",
+    ),
+    (
+        "sigmoid",
+        "backward in place",
+        mutate(A["sigmoid"], "return dy * s * (1 - s)", "dy *= s * (1 - s)\n    return dy"),
+        "sigmoid_backward changed its argument dy in place",
+    ),
+    (
+        "sigmoid",
+        "upcasts float32",
+        mutate(A["sigmoid"], "np.exp(-np.abs(x))", "np.exp(-np.abs(x.astype(float)))"),
+        "dtype float64, expected float32",
     ),
     # --------------------------------------------------------- tanh_backward
     (
         "tanh_backward",
         "1 - x**2",
-        M("""
-        def tanh_backward(dy, x):
-            return dy * (1 - x**2)
-        """),
+        mutate(A["tanh_backward"], "np.tanh(x) ** 2", "x**2"),
         "apply tanh first",
     ),
     (
         "tanh_backward",
         "not squared",
-        M("""
-        def tanh_backward(dy, x):
-            return dy * (1 - np.tanh(x))
-        """),
+        mutate(A["tanh_backward"], "np.tanh(x) ** 2", "np.tanh(x)"),
         "the tanh is squared",
     ),
     (
         "tanh_backward",
         "ignores dy",
-        M("""
-        def tanh_backward(dy, x):
-            return 1 - np.tanh(x) ** 2
-        """),
+        mutate(
+            A["tanh_backward"], "return dy * (1 - np.tanh(x) ** 2)", "return 1 - np.tanh(x) ** 2"
+        ),
         "multiply it by dy",
     ),
     (
         "tanh_backward",
         "cosh overflows",
-        M("""
-        def tanh_backward(dy, x):
-            return dy / np.cosh(x) ** 2
-        """),
+        mutate(A["tanh_backward"], "dy * (1 - np.tanh(x) ** 2)", "dy / np.cosh(x) ** 2"),
         "cosh(x) overflows",
     ),
     (
         "tanh_backward",
         "plus instead of minus",
-        M("""
-        def tanh_backward(dy, x):
-            return dy * (1 + np.tanh(x) ** 2)
-        """),
+        mutate(A["tanh_backward"], "(1 - np.tanh(x) ** 2)", "(1 + np.tanh(x) ** 2)"),
         "with a minus",
+    ),
+    (
+        "tanh_backward",
+        "in place",
+        mutate(
+            A["tanh_backward"],
+            "return dy * (1 - np.tanh(x) ** 2)",
+            "dy *= 1 - np.tanh(x) ** 2\n    return dy",
+        ),
+        "tanh_backward changed its argument dy in place",
+    ),
+    (
+        "tanh_backward",
+        "upcasts float32",
+        mutate(A["tanh_backward"], "np.tanh(x) ** 2", "np.tanh(x.astype(float)) ** 2"),
+        "dtype float64, expected float32",
     ),
     # --------------------------------------------------------------- softmax
     (
         "softmax",
         "no max shift",
-        M("""
-        def softmax(x, axis=-1):
-            e = np.exp(x)
-            return e / e.sum(axis=axis, keepdims=True)
-        """),
+        mutate(A["softmax"], "e = np.exp(z)", "e = np.exp(x)"),
         "subtract the max along the axis first",
     ),
     (
         "softmax",
         "wrong axis",
-        M("""
-        def softmax(x, axis=-1):
-            e = np.exp(x - x.max(axis=0, keepdims=True))
-            return e / e.sum(axis=0, keepdims=True)
-        """),
+        mutate(
+            A["softmax"],
+            "x.max(axis=axis, keepdims=True)",
+            "x.max(axis=0, keepdims=True)",
+            "e.sum(axis=axis, keepdims=True)",
+            "e.sum(axis=0, keepdims=True)",
+        ),
         "your output equals softmax over axis 0",
     ),
     (
         "softmax",
         "normalised over the whole array",
-        M("""
-        def softmax(x, axis=-1):
-            e = np.exp(x - x.max())
-            return e / e.sum()
-        """),
+        mutate(
+            A["softmax"],
+            "x.max(axis=axis, keepdims=True)",
+            "x.max()",
+            "e.sum(axis=axis, keepdims=True)",
+            "e.sum()",
+        ),
         "sums to 1 over the whole array",
     ),
     (
         "softmax",
         "global max",
-        M("""
-        def softmax(x, axis=-1):
-            e = np.exp(x - x.max())
-            return e / e.sum(axis=axis, keepdims=True)
-        """),
+        mutate(A["softmax"], "x.max(axis=axis, keepdims=True)", "x.max()"),
         "you subtracted the max of the whole array",
     ),
     (
         "softmax",
         "sum without keepdims",
-        M("""
-        def softmax(x, axis=-1):
-            e = np.exp(x - x.max(axis=axis, keepdims=True))
-            return e / e.sum(axis=axis)
-        """),
+        mutate(A["softmax"], "e.sum(axis=axis, keepdims=True)", "e.sum(axis=axis)"),
         "keepdims=True",
+    ),
+    (
+        "softmax",
+        "default axis=1",
+        mutate(A["softmax"], "def softmax(x, axis=-1):", "def softmax(x, axis=1):"),
+        "the default is axis=-1",
+    ),
+    (
+        "softmax",
+        "shifts the caller's x in place",
+        mutate(
+            A["softmax"],
+            "z = x - x.max(axis=axis, keepdims=True)",
+            "x -= x.max(axis=axis, keepdims=True)\n    z = x",
+        ),
+        "softmax changed its argument x in place",
+    ),
+    (
+        "softmax",
+        "subtracts the mean, not the max",
+        mutate(A["softmax"], "x.max(axis=axis, keepdims=True)", "x.mean(axis=axis, keepdims=True)"),
+        "overflow",
     ),
     # ------------------------------------------------------------ relu_numba
     (
         "relu_numba",
         "range instead of prange",
-        M("""
-        @njit(parallel=True)
-        def relu_numba(x):
-            out = np.empty_like(x)
-            for i in range(x.size):
-                out[i] = x[i] if x[i] > 0 else 0
-            return out
-        """),
+        mutate(A["relu_numba"], "prange(x.size)", "range(x.size)"),
         "Numba found no prange loop",
     ),
     (
         "relu_numba",
         "not parallel=True",
-        M("""
-        @njit
-        def relu_numba(x):
-            out = np.empty_like(x)
-            for i in prange(x.size):
-                out[i] = x[i] if x[i] > 0 else 0
-            return out
-        """),
+        mutate(A["relu_numba"], "@njit(parallel=True)", "@njit"),
         "compiled without parallel=True",
     ),
     (
         "relu_numba",
         "no decorator",
-        M("""
-        def relu_numba(x):
-            out = np.empty_like(x)
-            for i in prange(x.size):
-                out[i] = x[i] if x[i] > 0 else 0
-            return out
-        """),
+        mutate(A["relu_numba"], "@njit(parallel=True)\n", ""),
         "not a Numba function",
     ),
     (
         "relu_numba",
         "float64 output",
-        M("""
-        @njit(parallel=True)
-        def relu_numba(x):
-            out = np.empty(x.size)
-            for i in prange(x.size):
-                out[i] = x[i] if x[i] > 0 else 0
-            return out
-        """),
+        mutate(A["relu_numba"], "np.empty_like(x)", "np.empty(x.size)"),
         "dtype float64, expected float32",
     ),
     (
         "relu_numba",
         "min instead of max",
-        M("""
-        @njit(parallel=True)
-        def relu_numba(x):
-            out = np.empty_like(x)
-            for i in prange(x.size):
-                out[i] = x[i] if x[i] < 0 else 0
-            return out
-        """),
+        mutate(A["relu_numba"], "x[i] > 0 else 0", "x[i] < 0 else 0"),
         "your output equals min(x, 0)",
     ),
+    (
+        "relu_numba",
+        "off by one: prange(x.size - 1)",
+        mutate(A["relu_numba"], "prange(x.size)", "prange(x.size - 1)"),
+        "some output elements are never written",
+    ),
+    (
+        "relu_numba",
+        "prange(1) around a serial loop",
+        mutate(
+            A["relu_numba"],
+            "    for i in prange(x.size):\n        out[i] = x[i] if x[i] > 0 else 0",
+            "    for _ in prange(1):\n"
+            "        for i in range(x.size):\n"
+            "            out[i] = x[i] if x[i] > 0 else 0",
+        ),
+        "has a fixed number of iterations",
+    ),
+    (
+        "relu_numba",
+        "kernel writes into x",
+        mutate(
+            A["relu_numba"],
+            "out[i] = x[i] if x[i] > 0 else 0",
+            "if x[i] < 0:\n            x[i] = 0\n        out[i] = x[i]",
+        ),
+        "relu_numba changed its argument x in place",
+    ),
 ]
-
-_LAUNCHER = """
-def relu_gpu(x):
-    threads = 256
-    blocks = (x.size + threads - 1) // threads
-    x_gpu = cuda.to_device(x)
-    out_gpu = cuda.device_array_like(x_gpu)
-    relu_kernel[blocks, threads](x_gpu, out_gpu)
-    return out_gpu.copy_to_host()
-"""
-_KERNEL = """
-@cuda.jit
-def relu_kernel(x, out):
-    i = cuda.grid(1)
-    if i < x.size:
-        out[i] = x[i] if x[i] > 0 else 0
-"""
 
 CUDA_MUTANTS = [
     (
         "relu_cuda",
         "no bounds guard",
-        M("""
-        @cuda.jit
-        def relu_kernel(x, out):
-            i = cuda.grid(1)
-            out[i] = x[i] if x[i] > 0 else 0
-        """)
-        + _LAUNCHER,
+        mutate(
+            A["relu_cuda"],
+            "    if i < x.size:  # the last block may reach past the end\n"
+            "        out[i] = x[i] if x[i] > 0 else 0",
+            "    out[i] = x[i] if x[i] > 0 else 0",
+        ),
         "if i < x.size",
     ),
     (
         "relu_cuda",
         "too few blocks (floor division)",
-        _KERNEL
-        + M("""
-        def relu_gpu(x):
-            threads = 256
-            blocks = x.size // threads
-            x_gpu = cuda.to_device(x)
-            out_gpu = cuda.device_array_like(x_gpu)
-            if blocks:
-                relu_kernel[blocks, threads](x_gpu, out_gpu)
-            return out_gpu.copy_to_host()
-        """),
+        mutate(
+            A["relu_cuda"],
+            "blocks = (x.size + threads - 1) // threads",
+            "blocks = max(x.size // threads, 1)",
+        ),
         "round up",
     ),
     (
         "relu_cuda",
         "index ignores the block",
-        M("""
-        @cuda.jit
-        def relu_kernel(x, out):
-            i = cuda.threadIdx.x
-            if i < x.size:
-                out[i] = x[i] if x[i] > 0 else 0
-        """)
-        + _LAUNCHER,
+        mutate(A["relu_cuda"], "i = cuda.grid(1)", "i = cuda.threadIdx.x"),
         "i = cuda.grid(1)",
     ),
     (
         "relu_cuda",
         "float64 output",
-        _KERNEL
-        + M("""
-        def relu_gpu(x):
-            threads = 256
-            blocks = (x.size + threads - 1) // threads
-            out_gpu = cuda.device_array(x.size)
-            relu_kernel[blocks, threads](cuda.to_device(x), out_gpu)
-            return out_gpu.copy_to_host()
-        """),
+        mutate(A["relu_cuda"], "cuda.device_array_like(x_gpu)", "cuda.device_array(x.size)"),
         "dtype float64, expected float32",
     ),
     (
         "relu_cuda",
         "min instead of max",
+        mutate(A["relu_cuda"], "x[i] > 0 else 0", "x[i] < 0 else 0"),
+        "your output equals min(x, 0)",
+    ),
+    (
+        "relu_cuda",
+        "fixed grid [4, 256]",
+        mutate(A["relu_cuda"], "relu_kernel[blocks, threads]", "relu_kernel[4, 256]"),
+        "the first 1024 of 1025 elements are right",
+    ),
+    (
+        "relu_cuda",
+        "one block of 1024 threads",
+        mutate(A["relu_cuda"], "relu_kernel[blocks, threads]", "relu_kernel[1, 1024]"),
+        "round up",
+    ),
+    (
+        "relu_cuda",
+        "returns the device array",
+        mutate(A["relu_cuda"], "return out_gpu.copy_to_host()", "return out_gpu"),
+        "you returned a GPU device array",
+    ),
+    (
+        "relu_cuda",
+        "kernel writes into x",
+        mutate(
+            A["relu_cuda"],
+            "out[i] = x[i] if x[i] > 0 else 0",
+            "if x[i] < 0:\n            x[i] = 0\n        out[i] = x[i]",
+        ),
+        "relu_kernel changed its input x",
+    ),
+]
+
+# (exercise, alternative, answer cell source): correct answers written differently
+ALTERNATIVES = [
+    (
+        "relu",
+        "boolean mask product",
+        M("""
+        def relu(x):
+            return x * (x > 0)
+        def relu_backward(dy, x):
+            return dy * (x > 0)
+        """),
+    ),
+    (
+        "relu",
+        "np.clip and a where with zeros_like",
+        M("""
+        def relu(x):
+            return np.clip(x, 0, None)
+        def relu_backward(dy, x):
+            return np.where(x > 0, dy, np.zeros_like(dy))
+        """),
+    ),
+    (
+        "relu",
+        "copy, then zero the negatives of the copy",
+        M("""
+        def relu(x):
+            out = x.copy()
+            out[out < 0] = 0
+            return out
+        def relu_backward(dy, x):
+            dx = dy.copy()
+            dx[x <= 0] = 0
+            return dx
+        """),
+    ),
+    (
+        "leaky_relu",
+        "maximum(x, alpha * x) and a scaled copy",
+        M("""
+        def leaky_relu(x, alpha=0.01):
+            return np.maximum(x, alpha * x)
+        def leaky_relu_backward(dy, x, alpha=0.01):
+            return dy * np.where(x > 0, 1, alpha).astype(dy.dtype)
+        """),
+    ),
+    (
+        "sigmoid",
+        "exp(-logaddexp(0, -x)) and the symmetric derivative",
+        M("""
+        def sigmoid(x):
+            return np.exp(-np.logaddexp(0, -x))
+        def sigmoid_backward(dy, x):
+            e = np.exp(-np.abs(x))
+            return dy * e / (1 + e) ** 2
+        """),
+    ),
+    (
+        "sigmoid",
+        "boolean masks into a new array",
+        M("""
+        def sigmoid(x):
+            out = np.empty_like(x)
+            pos = x >= 0
+            out[pos] = 1 / (1 + np.exp(-x[pos]))
+            e = np.exp(x[~pos])
+            out[~pos] = e / (1 + e)
+            return out
+        def sigmoid_backward(dy, x):
+            s = sigmoid(x)
+            return dy * s - dy * s * s
+        """),
+    ),
+    (
+        "tanh_backward",
+        "(1 - t) * (1 + t)",
+        M("""
+        def tanh_backward(dy, x):
+            t = np.tanh(x)
+            return dy * (1 - t) * (1 + t)
+        """),
+    ),
+    (
+        "softmax",
+        "exp(x - logsumexp)",
+        M("""
+        def softmax(x, axis=-1):
+            m = x.max(axis=axis, keepdims=True)
+            lse = m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
+            return np.exp(x - lse)
+        """),
+    ),
+    (
+        "softmax",
+        "moveaxis to the end and back",
+        M("""
+        def softmax(x, axis=-1):
+            z = np.moveaxis(x, axis, -1)
+            e = np.exp(z - z.max(axis=-1, keepdims=True))
+            return np.moveaxis(e / e.sum(axis=-1, keepdims=True), -1, axis)
+        """),
+    ),
+    (
+        "relu_numba",
+        "zeros_like and a conditional write",
+        M("""
+        @njit(parallel=True)
+        def relu_numba(x):
+            out = np.zeros_like(x)
+            for i in prange(x.shape[0]):
+                if x[i] > 0:
+                    out[i] = x[i]
+            return out
+        """),
+    ),
+]
+
+CUDA_ALTERNATIVES = [
+    (
+        "relu_cuda",
+        "grid-stride loop on a fixed grid",
         M("""
         @cuda.jit
         def relu_kernel(x, out):
-            i = cuda.grid(1)
-            if i < x.size:
-                out[i] = x[i] if x[i] < 0 else 0
-        """)
-        + _LAUNCHER,
-        "your output equals min(x, 0)",
+            start = cuda.grid(1)
+            stride = cuda.gridsize(1)
+            for i in range(start, x.size, stride):
+                out[i] = max(x[i], 0)
+
+        def relu_gpu(x):
+            out = cuda.device_array(x.shape, dtype=x.dtype)
+            relu_kernel[4, 256](cuda.to_device(x), out)
+            return out.copy_to_host()
+        """),
+    ),
+    (
+        "relu_cuda",
+        "128 threads, math.ceil, explicit index",
+        M("""
+        import math
+
+        @cuda.jit
+        def relu_kernel(x, out):
+            i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+            if i < x.shape[0]:
+                out[i] = x[i] if x[i] > 0 else 0
+
+        def relu_gpu(x):
+            threads = 128
+            out = cuda.device_array_like(x)
+            relu_kernel[math.ceil(x.size / threads), threads](cuda.to_device(x), out)
+            return out.copy_to_host()
+        """),
     ),
 ]
 
@@ -477,6 +707,46 @@ def test_mutant_fails_its_own_exercise_only_and_shows_its_hint(exercise, mutant,
     SET.assert_only_its_own_exercise_fails(exercise, source, hint)
 
 
+def _failures_with(source: str, with_cuda: bool = False) -> dict[str, str]:
+    ns = SET.solved(with_cuda)
+    exec(_compile(source, "<answer cell under test>"), ns)
+    return SET.failures(ns, with_cuda)
+
+
+@pytest.mark.parametrize(
+    ("exercise", "alternative", "source"),
+    ALTERNATIVES,
+    ids=[f"{ex}: {name}" for ex, name, _ in ALTERNATIVES],
+)
+def test_correct_alternative_passes_every_check(exercise, alternative, source):
+    assert _failures_with(source) == {}
+
+
+def test_relu_that_calls_nnlib_is_named_and_fails():
+    source = mutate(
+        A["relu"], "return np.maximum(x, 0)", 'return nnlib.functional.relu(x, backend="numpy")'
+    )
+    failing = _failures_with(source)
+    assert sorted(failing) == ["relu"], failing
+    assert "your relu calls nnlib.functional.relu" in failing["relu"], failing["relu"]
+    assert "scores 0" in failing["relu"]
+
+
+def test_a_wrong_forward_is_not_blamed_on_a_right_backward():
+    failing = _failures_with(mutate(A["relu"], "np.maximum(x, 0)", "np.abs(x)"))
+    message = failing["relu"]
+    assert "FAIL relu_backward passes a float64 gradient check" in message
+    assert "your relu_backward equals the correct derivative" in message
+    assert "it is your forward pass relu that is wrong" in message
+    assert "derive f'(x) again" not in message
+
+
+def test_a_wrong_backward_is_told_to_derive_again():
+    source = mutate(A["relu"], "return np.where(x > 0, dy, 0)", "return (x > 0).astype(x.dtype)")
+    message = _failures_with(source)["relu"]
+    assert "Hint: derive f'(x) again on paper and multiply it by dy" in message
+
+
 @pytest.mark.cuda
 def test_cuda_solution_passes_and_says_where_it_ran():
     ns = SET.solved(with_cuda=True)
@@ -487,6 +757,10 @@ def test_cuda_solution_passes_and_says_where_it_ran():
     assert "[relu_cuda] ran under the CUDA simulator" in out.getvalue() or (
         "[relu_cuda] ran on the GPU" in out.getvalue()
     )
+    assert (
+        "[relu_cuda] relu_gpu was checked at n = 1, 1000, 1025 and 100000 (2049 under"
+        in out.getvalue()
+    )
 
 
 @pytest.mark.cuda
@@ -495,3 +769,13 @@ def test_cuda_solution_passes_and_says_where_it_ran():
 )
 def test_cuda_mutant_fails_its_own_exercise_only_and_shows_its_hint(exercise, mutant, source, hint):
     SET.assert_only_its_own_exercise_fails(exercise, source, hint, with_cuda=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize(
+    ("exercise", "alternative", "source"),
+    CUDA_ALTERNATIVES,
+    ids=[f"{ex}: {name}" for ex, name, _ in CUDA_ALTERNATIVES],
+)
+def test_cuda_correct_alternative_passes_every_check(exercise, alternative, source):
+    assert _failures_with(source, with_cuda=True) == {}
