@@ -1,401 +1,349 @@
 """Wrong-answer catalogue for ``solutions/02_forward_losses.ipynb``: each typical mistake
-fails its own exercise only, and the feedback names it (see ``mutant_harness.py``)."""
+fails its own exercise only, and the feedback names it (see ``mutant_harness.py``).
+
+Mutants are edits of the solution's answer cell (``mutate``), so the planted defect is
+what the line shows. ``ALTERNATIVES`` are correct answers written differently from the
+solution: each passes every check of its exercise. ``NNLIB_CALLS`` answer with nnlib's
+own version of the exercise: reported by name.
+"""
 
 from __future__ import annotations
 
-from mutant_harness import ExerciseSet, M, catalogue_tests
+import pytest
+from mutant_harness import ExerciseSet, M, _compile, catalogue_tests, mutate
 
 SET = ExerciseSet("02_forward_losses.ipynb")
+A = SET.answers
 
-_LSE = """
-def log_softmax(z):
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-"""
+DENSE = A["dense_forward"]
+MSE = A["mse"]
+LOGSM = A["log_softmax"]
+CE = A["softmax_cross_entropy"]
+ACC = A["accuracy"]
+NUMBA = A["log_softmax_numba"]
+
+# the lines of the solutions that the mutants edit
+_SHIFT = "shifted = z - z.max(axis=-1, keepdims=True)"
+_LOGSUM = "np.log(np.exp(shifted).sum(axis=-1, keepdims=True))"
+_CE_SHIFT = "shifted = z - z.max(axis=1, keepdims=True)"
+_CE_LOGP = "logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))"
+_CE_ONEHOT = "dz = np.exp(logp)\n    dz[np.arange(n), y] -= 1\n"
+_ACC = "np.mean(z.argmax(axis=1) == y)"
 
 MUTANTS = [
     # ---------------------------------------------------------------- dense_forward
-    (
-        "dense_forward",
-        "no bias",
-        M("def dense_forward(X, W, b):\n    return X @ W\n"),
-        "you left out the bias",
-    ),
+    ("dense_forward", "no bias", mutate(DENSE, "X @ W + b", "X @ W"), "you left out the bias"),
     (
         "dense_forward",
         "ReLU inside",
-        M("""
-        def dense_forward(X, W, b):
-            return np.maximum(X @ W + b, 0)
-        """),
+        mutate(DENSE, "X @ W + b", "np.maximum(X @ W + b, 0)"),
         "a dense layer is linear",
     ),
     (
         "dense_forward",
         "bias subtracted",
-        M("def dense_forward(X, W, b):\n    return X @ W - b\n"),
+        mutate(DENSE, "X @ W + b", "X @ W - b"),
         "you subtracted the bias",
     ),
     (
         "dense_forward",
         "transposed output",
-        M("""
-        def dense_forward(X, W, b):
-            return (X @ W + b).T
-        """),
+        mutate(DENSE, "X @ W + b", "(X @ W + b).T"),
         "your output is transposed",
     ),
-    (
+    (  # dtype
         "dense_forward",
         "float64 upcast",
-        M("""
-        def dense_forward(X, W, b):
-            return X.astype(np.float64) @ W + b
-        """),
+        mutate(DENSE, "X @ W + b", "X.astype(np.float64) @ W + b"),
         "dtype float64, expected float32",
     ),
-    (
+    (  # input modification
         "dense_forward",
-        "in place",
-        M("""
-        def dense_forward(X, W, b):
-            X[:] = X
-            b += 0.0
-            out = X @ W
-            out += b
-            W *= 1.0
-            X *= 2.0
-            return out
-        """),
-        "dense_forward changed its input X",
+        "clears X after use",
+        mutate(
+            DENSE, "return X @ W + b", "out = X @ W + b\n    X[:] = 0  # free it\n    return out"
+        ),
+        "dense_forward changed its argument X in place",
+    ),
+    (  # shape generality: the empty batch
+        "dense_forward",
+        "a list of rows",
+        mutate(DENSE, "return X @ W + b", "return np.array([x @ W + b for x in X])"),
+        "for an empty batch (N = 0)",
     ),
     # -------------------------------------------------------------------------- mse
-    (
-        "mse",
-        "sum instead of mean",
-        M("""
-        def mse(pred, target):
-            d = pred - target
-            return float(np.sum(d**2)), 2 * d / d.size
-        """),
-        "you summed the squares",
-    ),
-    (
-        "mse",
-        "gradient without 2",
-        M("""
-        def mse(pred, target):
-            d = pred - target
-            return float(np.mean(d**2)), d / d.size
-        """),
-        "lacks the factor 2",
-    ),
+    ("mse", "sum instead of mean", mutate(MSE, "np.mean(", "np.sum("), "you summed the squares"),
+    ("mse", "gradient without 2", mutate(MSE, "2 * diff", "diff"), "lacks the factor 2"),
     (
         "mse",
         "gradient not averaged",
-        M("""
-        def mse(pred, target):
-            d = pred - target
-            return float(np.mean(d**2)), 2 * d
-        """),
+        mutate(MSE, "2 * diff / diff.size", "2 * diff"),
         "not divided by the number of elements",
     ),
-    (
-        "mse",
-        "gradient sign",
-        M("""
-        def mse(pred, target):
-            d = pred - target
-            return float(np.mean(d**2)), -2 * d / d.size
-        """),
-        "the wrong sign",
-    ),
+    ("mse", "gradient sign", mutate(MSE, "2 * diff", "-2 * diff"), "the wrong sign"),
     (
         "mse",
         "divided by rows",
-        M("""
-        def mse(pred, target):
-            d = pred - target
-            return float(np.mean(d**2)), 2 * d / len(d)
-        """),
+        mutate(MSE, "/ diff.size", "/ len(diff)"),
         "divided by the number of rows",
     ),
     (
         "mse",
         "RMSE",
-        M("""
-        def mse(pred, target):
-            d = pred - target
-            return float(np.sqrt(np.mean(d**2))), 2 * d / d.size
-        """),
+        mutate(MSE, "float(np.mean(diff**2))", "float(np.sqrt(np.mean(diff**2)))"),
         "leave out the square root",
     ),
     (
         "mse",
         "returns the gradient only",
-        M("""
-        def mse(pred, target):
-            return 2 * (pred - target) / pred.size
-        """),
+        mutate(MSE, "return loss, grad", "return grad"),
         "return loss, grad",
     ),
+    (  # a wrong forward with a right backward: the gradient check blames the loss
+        "mse",
+        "loss halved",
+        mutate(MSE, "float(np.mean(diff**2))", "float(0.5 * np.mean(diff**2))"),
+        "your loss is what is wrong",
+    ),
+    (  # input modification
+        "mse",
+        "difference in place",
+        mutate(MSE, "diff = pred - target", "diff = pred\n    diff -= target"),
+        "mse changed its argument pred in place",
+    ),
+    (  # dtype
+        "mse",
+        "float64 difference",
+        mutate(MSE, "diff = pred - target", "diff = np.asarray(pred, dtype=float) - target"),
+        "dtype float64, expected float32",
+    ),
+    (  # shape
+        "mse",
+        "flattened gradient",
+        mutate(MSE, "grad = 2 * diff / diff.size", "grad = (2 * diff / diff.size).ravel()"),
+        "your gradient is flattened",
+    ),
     # ------------------------------------------------------------------ log_softmax
-    (
+    (  # stability: overflows, and the hint says so only because the output is inf
         "log_softmax",
         "no max shift",
-        M("""
-        def log_softmax(z):
-            return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        """),
+        mutate(LOGSM, _SHIFT, "shifted = z"),
         "subtract each row's maximum",
     ),
     (
         "log_softmax",
         "wrong axis",
-        M("""
-        def log_softmax(z):
-            shifted = z - z.max(axis=0, keepdims=True)
-            return shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
-        """),
+        mutate(LOGSM, "z.max(axis=-1,", "z.max(axis=0,", "sum(axis=-1,", "sum(axis=0,"),
         "normalise each row",
     ),
     (
         "log_softmax",
         "log-sum left out",
-        M("""
-        def log_softmax(z):
-            return z - z.max(axis=-1, keepdims=True)
-        """),
+        mutate(LOGSM, f"shifted - {_LOGSUM}", "shifted"),
         "left out - log(sum(exp(z - max)))",
     ),
     (
         "log_softmax",
         "softmax, not its log",
-        M("""
-        def log_softmax(z):
-            e = np.exp(z - z.max(axis=-1, keepdims=True))
-            return e / e.sum(axis=-1, keepdims=True)
-        """),
+        mutate(
+            LOGSM,
+            f"return shifted - {_LOGSUM}",
+            "e = np.exp(shifted)\n    return e / e.sum(axis=-1, keepdims=True)",
+        ),
         "that is the softmax itself",
     ),
     (
         "log_softmax",
         "log of softmax",
-        M("""
-        def log_softmax(z):
-            e = np.exp(z)
-            return np.log(e / e.sum(axis=-1, keepdims=True))
-        """),
-        "subtract each row's maximum",
+        mutate(
+            LOGSM,
+            f"return shifted - {_LOGSUM}",
+            "e = np.exp(z)\n    return np.log(e / e.sum(axis=-1, keepdims=True))",
+        ),
+        "log(softmax(z)) computed directly overflows",
+    ),
+    (  # stable, with a 1e-8 in the log: named as such, never "overflows"
+        "log_softmax",
+        "1e-8 inside the log",
+        mutate(LOGSM, "keepdims=True))", "keepdims=True) + 1e-8)"),
+        "you added a small constant (1e-8) inside the log",
+    ),
+    (
+        "log_softmax",
+        "log of a stable softmax plus 1e-8",
+        mutate(
+            LOGSM,
+            f"return shifted - {_LOGSUM}",
+            "e = np.exp(shifted)\n    return np.log(e / e.sum(axis=-1, keepdims=True) + 1e-8)",
+        ),
+        "you added a small constant (1e-8) inside the log",
+    ),
+    (  # stability: a shift by the batch's maximum leaves rows far below it at log(0)
+        "log_softmax",
+        "batch maximum",
+        mutate(LOGSM, "z.max(axis=-1, keepdims=True)", "z.max()"),
+        "the largest logit of the whole batch",
+    ),
+    (  # shape generality: axis=1 is the last axis only in 2-D
+        "log_softmax",
+        "axis=1 default",
+        mutate(
+            LOGSM,
+            "def log_softmax(z):",
+            "def log_softmax(z, axis=1):",
+            "max(axis=-1,",
+            "max(axis=axis,",
+            "sum(axis=-1,",
+            "sum(axis=axis,",
+        ),
+        "the last axis",
+    ),
+    (  # input modification
+        "log_softmax",
+        "shifts z in place",
+        mutate(LOGSM, _SHIFT, "z -= z.max(axis=-1, keepdims=True)\n    shifted = z"),
+        "log_softmax changed its argument z in place",
+    ),
+    (  # dtype
+        "log_softmax",
+        "float64 upcast",
+        mutate(LOGSM, _SHIFT, "shifted = z.astype(np.float64) - z.max(axis=-1, keepdims=True)"),
+        "dtype float64, expected float32",
     ),
     # -------------------------------------------------------- softmax_cross_entropy
     (
         "softmax_cross_entropy",
         "gradient not over N",
-        M(
-            _LSE
-            + """
-        def softmax_cross_entropy(z, y):
-            n = len(y)
-            logp = log_softmax(z)
-            dz = np.exp(logp)
-            dz[np.arange(n), y] -= 1
-            return float(-logp[np.arange(n), y].mean()), dz
-        """.replace("\n        ", "\n")
-        ),
+        mutate(CE, "dz / n", "dz"),
         "not divided by N",
     ),
     (
         "softmax_cross_entropy",
         "loss summed",
-        M(
-            _LSE
-            + """
-        def softmax_cross_entropy(z, y):
-            n = len(y)
-            logp = log_softmax(z)
-            dz = np.exp(logp)
-            dz[np.arange(n), y] -= 1
-            return float(-logp[np.arange(n), y].sum()), dz / n
-        """.replace("\n        ", "\n")
-        ),
+        mutate(CE, "y].mean()", "y].sum()"),
         "you summed over the batch",
     ),
-    (
-        "softmax_cross_entropy",
-        "gradient sign",
-        M(
-            _LSE
-            + """
-        def softmax_cross_entropy(z, y):
-            n = len(y)
-            logp = log_softmax(z)
-            dz = np.exp(logp)
-            dz[np.arange(n), y] -= 1
-            return float(-logp[np.arange(n), y].mean()), -dz / n
-        """.replace("\n        ", "\n")
-        ),
-        "the wrong sign",
-    ),
+    ("softmax_cross_entropy", "gradient sign", mutate(CE, "dz / n", "-dz / n"), "the wrong sign"),
     (
         "softmax_cross_entropy",
         "forgot the one-hot",
-        M(
-            _LSE
-            + """
-        def softmax_cross_entropy(z, y):
-            n = len(y)
-            logp = log_softmax(z)
-            return float(-logp[np.arange(n), y].mean()), np.exp(logp) / n
-        """.replace("\n        ", "\n")
-        ),
+        mutate(CE, "    dz[np.arange(n), y] -= 1\n", ""),
         "forgot to subtract 1 at the true class",
     ),
     (
         "softmax_cross_entropy",
         "loss positive log-probability",
-        M(
-            _LSE
-            + """
-        def softmax_cross_entropy(z, y):
-            n = len(y)
-            logp = log_softmax(z)
-            dz = np.exp(logp)
-            dz[np.arange(n), y] -= 1
-            return float(logp[np.arange(n), y].mean()), dz / n
-        """.replace("\n        ", "\n")
-        ),
+        mutate(CE, "loss = -logp", "loss = logp"),
         "your loss is negative",
+    ),
+    (  # stability
+        "softmax_cross_entropy",
+        "naive softmax",
+        mutate(
+            CE,
+            f"{_CE_SHIFT}\n    {_CE_LOGP}",
+            "p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)\n    logp = np.log(p)",
+        ),
+        "overflows",
+    ),
+    (  # stability: log(sum(exp(z))) shifted by the batch's maximum only
+        "softmax_cross_entropy",
+        "batch maximum",
+        mutate(CE, "z.max(axis=1, keepdims=True)", "z.max()"),
+        "the largest logit of the whole batch",
     ),
     (
         "softmax_cross_entropy",
-        "naive softmax",
-        M("""
-        def softmax_cross_entropy(z, y):
-            n = len(y)
-            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-            dz = p.copy()
-            dz[np.arange(n), y] -= 1
-            return float(-np.log(p[np.arange(n), y]).mean()), dz / n
-        """),
-        "stable log-softmax",
+        "1e-8 inside the log",
+        mutate(CE, "keepdims=True))\n", "keepdims=True) + 1e-8)\n"),
+        "you added a small constant (1e-8) inside the log",
+    ),
+    (  # input modification: told so, not "re-derive the gradient"
+        "softmax_cross_entropy",
+        "shifts the caller's logits in place",
+        mutate(CE, _CE_SHIFT, "z -= z.max(axis=1, keepdims=True)\n    shifted = z"),
+        "softmax_cross_entropy changed its argument z in place",
+    ),
+    (  # data edge case: a batch without the last class
+        "softmax_cross_entropy",
+        "one-hot of y.max() + 1 classes",
+        mutate(CE, _CE_ONEHOT, "dz = np.exp(logp) - np.eye(y.max() + 1, dtype=z.dtype)[y]\n"),
+        "np.eye(y.max() + 1) is too narrow",
+    ),
+    (  # dtype: np.eye is float64
+        "softmax_cross_entropy",
+        "float64 one-hot",
+        mutate(CE, _CE_ONEHOT, "dz = np.exp(logp) - np.eye(z.shape[1])[y]\n"),
+        "dtype float64, expected float32",
+    ),
+    (  # a wrong forward with a right backward
+        "softmax_cross_entropy",
+        "loss of the mean logit",
+        mutate(CE, "loss = -logp[np.arange(n), y].mean()", "loss = -logp.mean()"),
+        "your dz is the right derivative",
     ),
     # --------------------------------------------------------------------- accuracy
     (
         "accuracy",
         "count, not fraction",
-        M("""
-        def accuracy(z, y):
-            return float(np.sum(z.argmax(axis=1) == y))
-        """),
+        mutate(ACC, _ACC, "np.sum(z.argmax(axis=1) == y)"),
         "divide by N for a fraction",
     ),
     (
         "accuracy",
         "percentage",
-        M("""
-        def accuracy(z, y):
-            return float(100 * np.mean(z.argmax(axis=1) == y))
-        """),
+        mutate(ACC, _ACC, f"100 * {_ACC}"),
         "you returned a percentage",
     ),
-    (
-        "accuracy",
-        "argmin",
-        M("""
-        def accuracy(z, y):
-            return float(np.mean(z.argmin(axis=1) == y))
-        """),
-        "you used argmin",
-    ),
+    ("accuracy", "argmin", mutate(ACC, "z.argmax(", "z.argmin("), "you used argmin"),
     (
         "accuracy",
         "max value vs label",
-        M("""
-        def accuracy(z, y):
-            return float(np.mean(z.max(axis=1) == y))
-        """),
+        mutate(ACC, "z.argmax(axis=1)", "z.max(axis=1)"),
         "compare its index (argmax)",
     ),
     (
         "accuracy",
         "per-example array",
-        M("""
-        def accuracy(z, y):
-            return z.argmax(axis=1) == y
-        """),
+        mutate(ACC, f"float({_ACC})", "z.argmax(axis=1) == y"),
         "reduce to a single number",
+    ),
+    (
+        "accuracy",
+        "flat argmax",
+        mutate(ACC, "z.argmax(axis=1)", "z.argmax()"),
+        "the argmax of the whole array",
     ),
     # ------------------------------------------------------------ log_softmax_numba
     (
         "log_softmax_numba",
         "not compiled",
-        M("""
-        def log_softmax_numba(z):
-            shifted = z - z.max(axis=-1).reshape(-1, 1)
-            return shifted - np.log(np.exp(shifted).sum(axis=-1)).reshape(-1, 1)
-        """),
+        mutate(NUMBA, "@njit(parallel=True)\n", ""),
         "@njit(parallel=True) on the line above",
     ),
     (
         "log_softmax_numba",
         "serial range",
-        M("""
-        @njit(parallel=True)
-        def log_softmax_numba(z):
-            n, c = z.shape
-            out = np.empty_like(z)
-            for i in range(n):
-                m = z[i, 0]
-                for j in range(1, c):
-                    m = max(m, z[i, j])
-                s = 0.0
-                for j in range(c):
-                    s += np.exp(z[i, j] - m)
-                for j in range(c):
-                    out[i, j] = z[i, j] - m - np.log(s)
-            return out
-        """),
+        mutate(NUMBA, "prange(n)", "range(n)"),
         "`range` runs serially",
     ),
     (
         "log_softmax_numba",
         "no parallel=True",
-        M("""
-        @njit
-        def log_softmax_numba(z):
-            n, c = z.shape
-            out = np.empty_like(z)
-            for i in prange(n):
-                m = z[i, 0]
-                for j in range(1, c):
-                    m = max(m, z[i, j])
-                s = 0.0
-                for j in range(c):
-                    s += np.exp(z[i, j] - m)
-                for j in range(c):
-                    out[i, j] = z[i, j] - m - np.log(s)
-            return out
-        """),
+        mutate(NUMBA, "@njit(parallel=True)", "@njit"),
         "compiled without parallel=True",
     ),
-    (
+    (  # stability
         "log_softmax_numba",
         "no max shift",
-        M("""
-        @njit(parallel=True)
-        def log_softmax_numba(z):
-            n, c = z.shape
-            out = np.empty_like(z)
-            for i in prange(n):
-                s = 0.0
-                for j in range(c):
-                    s += np.exp(z[i, j])
-                for j in range(c):
-                    out[i, j] = z[i, j] - np.log(s)
-            return out
-        """),
-        "find each row's maximum first",
+        mutate(
+            NUMBA,
+            "np.exp(z[i, j] - m)",
+            "np.exp(z[i, j])",
+            "lse = m + np.log(s)",
+            "lse = np.log(s)",
+        ),
+        "subtract each row's maximum",
     ),
     (
         "log_softmax_numba",
@@ -418,26 +366,63 @@ MUTANTS = [
         """),
         "normalise each row",
     ),
-    (
+    (  # dtype
         "log_softmax_numba",
         "float64 output",
+        mutate(NUMBA, "out = np.empty_like(z)", "out = np.empty((n, c))"),
+        "dtype float64, expected float32",
+    ),
+    (  # the last row is never written
+        "log_softmax_numba",
+        "off by one",
+        mutate(NUMBA, "prange(n)", "prange(n - 1)"),
+        "are never written",
+    ),
+    (  # a prange(1) wrapper around a serial loop
+        "log_softmax_numba",
+        "prange(1) wrapper",
         M("""
         @njit(parallel=True)
         def log_softmax_numba(z):
             n, c = z.shape
-            out = np.empty((n, c))
-            for i in prange(n):
-                m = z[i, 0]
-                for j in range(1, c):
-                    m = max(m, z[i, j])
-                s = 0.0
-                for j in range(c):
-                    s += np.exp(z[i, j] - m)
-                for j in range(c):
-                    out[i, j] = z[i, j] - m - np.log(s)
+            out = np.empty_like(z)
+            for _ in prange(1):
+                for i in range(n):
+                    m = z[i, 0]
+                    for j in range(1, c):
+                        m = max(m, z[i, j])
+                    s = 0.0
+                    for j in range(c):
+                        s += np.exp(z[i, j] - m)
+                    for j in range(c):
+                        out[i, j] = z[i, j] - m - np.log(s)
             return out
         """),
-        "dtype float64, expected float32",
+        "has a fixed number of iterations",
+    ),
+    (  # a race: one scratch row shared by every prange iteration
+        "log_softmax_numba",
+        "shared scratch buffer",
+        M("""
+        @njit(parallel=True)
+        def log_softmax_numba(z):
+            n, c = z.shape
+            out = np.empty_like(z)
+            row = np.empty(c)
+            for i in prange(n):
+                for j in range(c):
+                    row[j] = z[i, j]
+                m = row[0]
+                for j in range(1, c):
+                    m = max(m, row[j])
+                s = 0.0
+                for j in range(c):
+                    s += np.exp(row[j] - m)
+                for j in range(c):
+                    out[i, j] = row[j] - m - np.log(s)
+            return out
+        """),
+        "`row[j]` is written by every prange iteration",
     ),
 ]
 
@@ -447,3 +432,171 @@ MUTANTS = [
     test_the_solutions_pass_every_check,
     test_mutant_fails_its_own_exercise_only_and_shows_its_hint,
 ) = catalogue_tests(SET, MUTANTS)
+
+
+# ----------------------------------------------------------- correct alternatives
+
+ALTERNATIVES = [
+    ("dense_forward", "np.dot", mutate(DENSE, "X @ W + b", "np.dot(X, W) + b[None, :]")),
+    ("dense_forward", "einsum", mutate(DENSE, "X @ W + b", 'np.einsum("nd,dh->nh", X, W) + b')),
+    (
+        "mse",
+        "NumPy scalar loss, weak-typed factor",
+        M("""
+        def mse(pred, target):
+            diff = pred - target
+            return np.mean(np.square(diff)), diff * (2 / pred.size)
+        """),
+    ),
+    (
+        "mse",
+        "sum over the shape's product",
+        M("""
+        def mse(pred, target):
+            n, k = pred.shape
+            diff = np.subtract(pred, target)
+            return (diff * diff).sum() / (n * k), (diff + diff) / (n * k)
+        """),
+    ),
+    (
+        "log_softmax",
+        "logaddexp.reduce",
+        M("""
+        def log_softmax(z):
+            return z - np.logaddexp.reduce(z, axis=-1, keepdims=True)
+        """),
+    ),
+    (
+        "log_softmax",
+        "scipy's logsumexp",
+        M("""
+        from scipy.special import logsumexp
+
+        def log_softmax(z):
+            return z - logsumexp(z, axis=-1, keepdims=True)
+        """),
+    ),
+    (
+        "log_softmax",
+        "m + log(sum)",
+        M("""
+        def log_softmax(z):
+            m = np.max(z, axis=-1, keepdims=True)
+            return z - (m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True)))
+        """),
+    ),
+    (
+        "softmax_cross_entropy",
+        "log-sum-exp, one-hot of z.shape[1] in z's dtype, NumPy scalar loss",
+        M("""
+        def softmax_cross_entropy(z, y):
+            n, c = z.shape
+            m = z.max(axis=1, keepdims=True)
+            lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+            loss = np.mean(lse[:, 0] - z[np.arange(n), y])
+            onehot = np.eye(c, dtype=z.dtype)[y]
+            return loss, (np.exp(z - lse) - onehot) / n
+        """),
+    ),
+    (
+        "softmax_cross_entropy",
+        "put_along_axis",
+        M("""
+        def softmax_cross_entropy(z, y):
+            shifted = z - np.max(z, axis=-1, keepdims=True)
+            logp = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+            picked = np.take_along_axis(logp, y[:, None], axis=1)
+            dz = np.exp(logp)
+            np.put_along_axis(dz, y[:, None], np.take_along_axis(dz, y[:, None], 1) - 1, 1)
+            return float(-picked.mean()), dz / len(y)
+        """),
+    ),
+    (
+        "accuracy",
+        "computed in float32",
+        M("""
+        def accuracy(z, y):
+            return np.mean((np.argmax(z, axis=-1) == y).astype(np.float32))
+        """),
+    ),
+    (
+        "accuracy",
+        "count_nonzero over len",
+        M("""
+        def accuracy(z, y):
+            return np.count_nonzero(z.argmax(axis=1) == y) / len(y)
+        """),
+    ),
+    (
+        "log_softmax_numba",
+        "a scratch row and row views per iteration",
+        M("""
+        @njit(parallel=True)
+        def log_softmax_numba(z):
+            n, c = z.shape
+            out = np.empty_like(z)
+            for i in prange(n):
+                zi = z[i]
+                oi = out[i]
+                row = np.empty(c)
+                m = zi[0]
+                for j in range(1, c):
+                    m = max(m, zi[j])
+                s = 0.0
+                for j in range(c):
+                    row[j] = zi[j] - m
+                    s += np.exp(row[j])
+                for j in range(c):
+                    oi[j] = row[j] - np.log(s)
+            return out
+        """),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("exercise", "alternative", "source"),
+    ALTERNATIVES,
+    ids=[f"{e}: {a}" for e, a, _ in ALTERNATIVES],
+)
+def test_a_correct_alternative_passes_every_check(exercise, alternative, source):
+    ns = SET.solved()
+    exec(_compile(source, f"<alternative of answer:{exercise}>"), ns)
+    assert SET.verdict(exercise, ns) is None
+
+
+# ------------------------------------------------------ nnlib's own version, named
+
+NNLIB_CALLS = [
+    (
+        "log_softmax",
+        M("""
+        import nnlib.functional
+
+        def log_softmax(z):
+            return nnlib.functional.log_softmax(z, backend="numpy")
+        """),
+        "calls nnlib.functional.log_softmax",
+    ),
+    (
+        "softmax_cross_entropy",
+        M("""
+        from nnlib.losses import SoftmaxCrossEntropy
+
+        def softmax_cross_entropy(z, y):
+            loss = SoftmaxCrossEntropy()
+            return loss(z, y), loss.backward()
+        """),
+        "calls nnlib.losses",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("exercise", "source", "named"), NNLIB_CALLS, ids=[e for e, _, _ in NNLIB_CALLS]
+)
+def test_an_answer_that_calls_nnlibs_version_is_named_and_fails(exercise, source, named):
+    ns = SET.solved()
+    exec(_compile(source, f"<nnlib answer:{exercise}>"), ns)
+    verdict = SET.verdict(exercise, ns)
+    assert verdict is not None and named in verdict, verdict
