@@ -613,3 +613,39 @@ def test_correct_alternative_passes_every_check(exercise, name, source):
     ns = SET.solved()
     exec(_compile(source, f"<alternative of answer:{exercise}>"), ns)
     assert SET.verdict(exercise, ns) is None
+
+
+# Answers that call nnlib's own version of the exercise: refused by name (no hint to
+# give, so they are not in MUTANTS, whose harness asks for one).
+NNLIB_OWN = [
+    (
+        "sgd_momentum",
+        M("""
+        def sgd_momentum(p, g, v, lr, mu):
+            from nnlib.ops.optim import sgd_update_ref
+
+            p, v = p.copy(), v.copy()
+            sgd_update_ref(p, g, v, lr, mu, 0.0, 0.0, 0, 0)
+            return p, v
+        """),
+        "calls nnlib.ops.optim.sgd_update_ref",
+    ),
+    (
+        "cosine_lr",
+        M("""
+        def cosine_lr(epoch, base_lr, T_max, eta_min=0.0):
+            from nnlib.optim import CosineAnnealingLR
+
+            return CosineAnnealingLR(T_max, eta_min)(epoch, base_lr)
+        """),
+        "calls nnlib.optim.CosineAnnealingLR",
+    ),
+]
+
+
+@pytest.mark.parametrize(("exercise", "source", "named"), NNLIB_OWN, ids=[e for e, *_ in NNLIB_OWN])
+def test_calling_nnlibs_own_version_is_refused_by_name(exercise, source, named):
+    ns = SET.solved()
+    exec(_compile(source, f"<nnlib's own of answer:{exercise}>"), ns)
+    verdict = SET.verdict(exercise, ns)
+    assert verdict is not None and named in verdict, verdict
