@@ -380,7 +380,7 @@ class GradeFailed(AssertionError):
     prints ``_render_traceback_()`` instead of a traceback through the grader's code."""
 
     def _render_traceback_(self):
-        return ["AssertionError:", *str(self).splitlines()]
+        return str(self).splitlines()
 
 
 @dataclass

@@ -354,7 +354,8 @@ class LearnerFunction:
         if forbidden:
             raise CheckFailed(
                 f"your {self.name} calls {forbidden[0]}: that is nnlib's answer to this very "
-                "exercise. Write it yourself (NumPy only); this exercise scores 0 until then."
+                "exercise, so this exercise scores 0. Hint: write it yourself (with NumPy), "
+                "without calling nnlib."
             )
         bad = [m for m in call.modified if m.split("[", 1)[0] not in self.mutates]
         if bad:
@@ -500,9 +501,31 @@ def function_facts(fn, sample=None) -> dict:
     return facts
 
 
+_PRANGE_LOOPS: dict = {}
+
+
 def prange_loop_count(fn, sample) -> tuple[int | None, str | None]:
     """How many ``prange`` loops Numba parallelized compiling ``fn.py_func`` for
-    ``sample``: (count, None), or (None, the first line of Numba's error)."""
+    ``sample``: (count, None), or (None, the first line of Numba's error).
+
+    Remembered per function code and argument types: a compile with ``parallel=True``
+    takes a second or two.
+    """
+    from numba import typeof
+
+    try:
+        key = (fn.py_func.__code__, tuple(str(typeof(a)) for a in sample))
+    except Exception:  # an argument Numba cannot type: compile (and fail) below
+        key = None
+    if key is not None and key in _PRANGE_LOOPS:
+        return _PRANGE_LOOPS[key]
+    result = _count_prange_loops(fn, sample)
+    if key is not None:
+        _PRANGE_LOOPS[key] = result
+    return result
+
+
+def _count_prange_loops(fn, sample):
     import warnings
 
     from numba import njit

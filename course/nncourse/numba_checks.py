@@ -119,49 +119,83 @@ def prange_problems(source: str | None) -> dict[str, list[str]]:
     return problems
 
 
+def _copies(args):
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
 def expect_no_races(fn, make_args, reference, what: str, *, runs: int = 5) -> None:
     """Run ``fn(*make_args())`` ``runs`` times (large inputs, all threads) and compare each
-    run with ``reference(*args)``: a race gives wrong results, different from run to run."""
+    run with ``reference(*args)``: a race gives wrong results, different from run to run.
+
+    The race hint needs evidence: results that differ between runs, or a write that every
+    prange iteration shares in the source. A result that is wrong the same way every run
+    is reported as a wrong result.
+    """
     args = make_args()
     want = reference(*args)
+    results, failure = [], None
     for run in range(runs):
-        got = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
-        try:
-            expect(got, want, f"{what}, run {run + 1} of {runs}")
-        except CheckFailed as err:
-            shared = prange_problems(getattr(fn, "source", None))["shared"]
-            where = (
-                f"`{shared[0]}` is written by every prange iteration: threads running "
-                "different iterations update the same element at once"
-                if shared
-                else "several threads write the same element at once"
-            )
-            raise CheckFailed(
-                f"{err}\n  Hint: on large inputs with every thread the result is wrong (or "
-                f"changes from run to run): {where} (a race; updates are lost). Give each "
-                "prange iteration its own output elements, or its own partial sums."
-            ) from None
+        got = fn(*_copies(args))
+        results.append(np.array(got, copy=True) if isinstance(got, np.ndarray) else got)
+        if failure is None:
+            try:
+                expect(got, want, f"{what}, run {run + 1} of {runs}")
+            except CheckFailed as err:
+                failure = err
+    if failure is None:
+        return
+    arrays = [r for r in results if isinstance(r, np.ndarray)]
+    varies = len(arrays) > 1 and any(
+        a.shape != arrays[0].shape or not np.array_equal(a, arrays[0], equal_nan=True)
+        for a in arrays[1:]
+    )
+    shared = prange_problems(getattr(fn, "source", None))["shared"]
+    if not (varies or shared):
+        raise failure
+    where = (
+        f"`{shared[0]}` is written by every prange iteration: threads running different "
+        "iterations update the same element at once"
+        if shared
+        else "several threads write the same element at once"
+    )
+    evidence = "the result changes from run to run" if varies else "the result is wrong"
+    raise CheckFailed(
+        f"{failure}\n  Hint: on large inputs with every thread {evidence}: {where} (a race; "
+        "updates are lost). Give each prange iteration its own output elements, or its own "
+        "partial sums."
+    ) from None
 
 
 def expect_every_element_written(fn, make_args, reference, what: str) -> None:
     """Fail when ``fn`` leaves an output element unwritten (e.g. ``prange(n - 1)``).
 
     Calls ``fn`` on two different inputs of the same shape, filling freed memory with
-    NaN in between, so a stale element can match neither by luck.
+    NaN in between, so a stale element can match neither by luck. The "never written"
+    hint needs evidence: the wrong elements hold the first call's values or NaN.
     """
-    first = make_args(0)
-    fn(*first)
-    junk = [np.full(a.shape, np.nan, a.dtype) for a in first if isinstance(a, np.ndarray)]
+    first_args = make_args(0)
+    first = fn(*first_args)
+    first = np.array(first, copy=True) if isinstance(first, np.ndarray) else None
+    junk = [np.full(a.shape, np.nan, a.dtype) for a in first_args if isinstance(a, np.ndarray)]
     del junk
     args = make_args(1)
     want = reference(*args)
-    got = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+    got = fn(*_copies(args))
     try:
         expect(got, want, what)
     except CheckFailed as err:
+        stale = False
+        if isinstance(got, np.ndarray) and got.shape == np.shape(want):
+            bad = ~np.isclose(got, want, equal_nan=True)
+            old = first[bad] if first is not None and first.shape == got.shape else None
+            stale = bool(np.isnan(got[bad]).any()) or (
+                old is not None and bool(np.isclose(got[bad], old, equal_nan=True).any())
+            )
+        if not stale:
+            raise
         raise CheckFailed(
-            f"{err}\n  Hint: some output elements are never written (they hold whatever "
-            "the memory held): does your loop run over every index, range(n) and not "
+            f"{err}\n  Hint: some output elements are never written (they hold what the "
+            "memory held before): does your loop run over every index, range(n) and not "
             "range(n - 1)?"
         ) from None
 

@@ -161,7 +161,7 @@ def test_a_grade_cell_run_before_its_answer_cell_says_so():
         exec('check("relu")', namespace)
     assert "relu and relu_backward are not defined yet" in str(err.value)
     # and in a notebook the learner sees the verdict, not the grader's traceback
-    assert err.value._render_traceback_()[1].startswith("[relu] relu and relu_backward")
+    assert err.value._render_traceback_()[0].startswith("[relu] relu and relu_backward")
 
 
 @pytest.mark.slow
