@@ -7,7 +7,14 @@ compared with float64 central differences (cs231n's relative error). Inputs come
 fixed seeds, so a verdict never changes between runs.
 
 Each exercise is graded on its own: ``train_step`` is handed the grader's own forward
-and backward functions, so a mistake in one exercise never fails another.
+and backward functions (module-level functions, so that ``make grade``'s kernel can
+import them by name), so a mistake in one exercise never fails another.
+
+The learner's functions are :class:`~nncourse.learner.LearnerFunction` objects: every
+call also checks that no argument was changed in place (``train_step`` may update
+``params``; nothing else may change), that no result is an argument's memory (except
+``mlp_forward``'s cache, which holds ``X`` by design) and that the answer does not call
+nnlib's own version of what it is asked to write (each exercise's ``forbidden`` names).
 
 Shapes: N batch, D input features, H hidden units (or a layer's outputs), C classes.
 """
@@ -15,23 +22,34 @@ Shapes: N batch, D input features, H hidden units (or a layer's outputs), C clas
 from __future__ import annotations
 
 import ast
-import inspect
-import textwrap
+import functools
 
 import numpy as np
 
 from nnlib import functional as F
 from nnlib._backend import dispatch, use_backend
 from nnlib.gradient_check import check_vjp, numerical_gradient, relative_error
+from nnlib.testing import tolerance
 
-from .checks import CheckFailed, WrongAnswer, exercise, expect, expect_unchanged
-from .numba_checks import call_nopython, dispatcher, prange_loops
+from .checks import CheckFailed, WrongAnswer, exercise, expect
+from .numba_checks import (
+    call_nopython,
+    dispatcher,
+    expect_every_element_written,
+    prange_loops,
+    prange_problems,
+)
 
 # cs231n: a relative error below 1e-7 is right, above 1e-4 almost certainly a bug. A
 # loss through softmax has gradient entries of order 1e-3, where the central
 # difference's round-off (about 1e-10) alone gives 1e-7: 1e-6 leaves room for that and
 # still fails every wrong formula by orders of magnitude.
 GRAD_TOL = 1e-6
+
+# nnlib functions and modules that compute a gradient for the learner in every
+# exercise: numerical differentiation, the op registry (``dispatch("relu_backward")``),
+# layers and models with their backward passes.
+_BACKDOORS = ("gradient_check", "numerical_gradient", "dispatch", "_backend", "layers", "model")
 
 
 def _rng(seed):
@@ -76,9 +94,49 @@ def _unpack(result, names, fn_name):
     return result
 
 
+def _close(got, want) -> bool:
+    """``got`` is an array equal to ``want`` within the tolerance of ``want``'s dtype."""
+    if not isinstance(got, np.ndarray) or got.shape != want.shape:
+        return False
+    atol, rtol = tolerance(want.dtype)
+    return bool(np.allclose(got, want, atol=atol, rtol=rtol, equal_nan=True))
+
+
+ONE_HOT_HINT = (
+    "build the one-hot labels with one column per class, C = {c} (e.g. np.eye(C)[y] with "
+    "C = Z.shape[1], or P[np.arange(N), y] -= 1): this batch holds no example of the last "
+    "classes, so y.max() + 1 is less than C."
+)
+
+
+def _call_lacking_classes(fn, args, fn_name, c):
+    """``fn(*args)``, where ``args[-1]`` are labels that miss the last classes of ``c``.
+
+    An indexing or broadcasting error there is named as the one-hot built from the
+    labels (``np.eye(y.max() + 1)``) only with evidence: the same call with the last
+    label changed to class ``c - 1`` runs."""
+    y = args[-1]
+    try:
+        return fn(*args)
+    except (ValueError, IndexError) as err:
+        full = y.copy()
+        full[-1] = c - 1
+        try:
+            fn(*args[:-1], full)
+        except Exception:
+            raise err from None
+        raise CheckFailed(
+            f"{fn_name} raised {type(err).__name__}: {err}\n  Hint: " + ONE_HOT_HINT.format(c=c)
+        ) from None
+
+
 # -------------------------------------------------------------------- the dense layer
 
-dense_ex = exercise("dense_backward", ["dense_backward"])
+dense_ex = exercise(
+    "dense_backward",
+    ["dense_backward"],
+    forbidden=("dense_backward", "dense", "sequential", *_BACKDOORS),
+)
 
 
 def _dense_data(dtype=np.float64, n=5, d=3, h=4, seed=30):
@@ -148,25 +206,32 @@ DB_WRONG = [
         "your db is one number, the sum of all of dY: sum over the batch only, "
         "dY.sum(axis=0), one entry per output feature (H,).",
     ),
+    WrongAnswer(
+        lambda dY, X, W: dY.sum(axis=0) - dY[0],
+        "your db misses the first row of dY: add up every row, dY.sum(axis=0).",
+    ),
 ]
+DENSE_WRONG = {"dX": DX_WRONG, "dW": DW_WRONG, "db": DB_WRONG}
 
 
 def _dense_parts(dense_backward, dY, X, W):
-    return _unpack(
-        dense_backward(dY.copy(), X.copy(), W.copy()), ("dX", "dW", "db"), "dense_backward"
-    )
+    return _unpack(dense_backward(dY, X, W), ("dX", "dW", "db"), "dense_backward")
+
+
+def _expect_dense(dense_backward, dY, X, W, what):
+    got = _dense_parts(dense_backward, dY, X, W)
+    for (name, known), g, want in zip(
+        DENSE_WRONG.items(), got, dense_backward_ref(dY, X, W), strict=True
+    ):
+        expect(_array_result(g, name), want, f"{name} {what}", known=known, args=(dY, X, W))
 
 
 @dense_ex.subcheck("dense_backward returns (dX, dW, db) shaped (N, D), (D, H), (H,)")
 def _(dense_backward):
     dY, X, W = _dense_data()
     got = _dense_parts(dense_backward, dY, X, W)
-    for name, g, want, known in zip(
-        ("dX", "dW", "db"),
-        got,
-        dense_backward_ref(dY, X, W),
-        (DX_WRONG, DW_WRONG, DB_WRONG),
-        strict=True,
+    for (name, known), g, want in zip(
+        DENSE_WRONG.items(), got, dense_backward_ref(dY, X, W), strict=True
     ):
         g = _array_result(g, name)
         if np.shape(g) != want.shape:
@@ -220,21 +285,34 @@ def _(dense_backward):
         )
 
 
-@dense_ex.subcheck("dense_backward keeps float32 float32 and leaves its inputs unchanged")
+@dense_ex.subcheck("dense_backward works for one example (N = 1) and for D = 1 or H = 1")
 def _(dense_backward):
-    dY, X, W = _dense_data(np.float32, seed=36)
-    before = dY.copy(), X.copy(), W.copy()
-    got = _unpack(dense_backward(dY, X, W), ("dX", "dW", "db"), "dense_backward")
-    for name, g, want in zip(("dX", "dW", "db"), got, dense_backward_ref(*before), strict=True):
-        expect(g, want, f"{name} for float32 inputs")
-    for name, a, b in zip(("dY", "X", "W"), (dY, X, W), before, strict=True):
-        expect_unchanged(a, b, name, "dense_backward")
+    for n, d, h, seed in ((1, 3, 4, 37), (6, 1, 3, 38), (4, 5, 1, 39), (1, 1, 1, 40)):
+        dY, X, W = _dense_data(n=n, d=d, h=h, seed=seed)
+        _expect_dense(dense_backward, dY, X, W, f"for N, D, H = {n}, {d}, {h}")
+
+
+@dense_ex.subcheck("dense_backward keeps float32 inputs float32")
+def _(dense_backward):
+    dY, X, W = _dense_data(np.float32, n=7, d=3, h=5, seed=36)
+    _expect_dense(dense_backward, dY, X, W, "for float32 inputs")
 
 
 # ------------------------------------------------------------------------ activations
 
-act_ex = exercise("activation_backward", ["activation_backward"])
 ACTIVATIONS = ("relu", "sigmoid", "tanh")
+act_ex = exercise(
+    "activation_backward",
+    ["activation_backward"],
+    # F.relu, F.sigmoid and F.tanh (the forward passes) are allowed, their backward
+    # passes (nnlib's answer to this exercise) are not
+    forbidden=(
+        "activation_backward",
+        *(f"{a}_backward" for a in ACTIVATIONS),
+        *(f"{a}_backward_ref" for a in ACTIVATIONS),
+        *_BACKDOORS,
+    ),
+)
 
 
 def _act_forward(Z, activation):
@@ -245,8 +323,8 @@ def _act_ref(dA, Z, activation):
     return getattr(F, f"{activation}_backward")(dA, Z, backend="numpy")
 
 
-def _act_data(dtype=np.float64, seed=40):
-    Z = _away_from_zero((4, 5), seed, scale=1.5).astype(dtype)
+def _act_data(dtype=np.float64, seed=40, shape=(4, 5)):
+    Z = _away_from_zero(shape, seed, scale=1.5).astype(dtype)
     dA = _rng(seed + 1).standard_normal(Z.shape).astype(dtype)
     return dA, Z
 
@@ -279,6 +357,11 @@ def _act_wrong(activation):
                 lambda dA, Z, A: np.where(Z > 0, dA * Z, 0),
                 "you multiplied by Z: relu'(Z) is 1 where Z > 0, so dZ there is dA itself.",
             ),
+            WrongAnswer(
+                lambda dA, Z, A: np.where(Z >= 0, dA, 0),
+                "at Z = 0 your dZ is dA, so your relu'(0) is 1: the table says relu'(Z) is "
+                "1 where Z > 0, else 0, so the mask is Z > 0, not Z >= 0.",
+            ),
         ],
         "sigmoid": [
             WrongAnswer(
@@ -308,21 +391,32 @@ def _act_wrong(activation):
     return common + specific[activation]
 
 
+def _expect_act(activation_backward, dA, Z, activation, what):
+    A = _act_forward(Z, activation)
+    call = f'activation_backward(dA, Z, A, "{activation}")'
+    expect(
+        _array_result(activation_backward(dA, Z, A, activation), call),
+        _act_ref(dA, Z, activation),
+        f"{call} {what}".rstrip(),
+        inputs={"dA": dA, "Z": Z},
+        known=_act_wrong(activation),
+        args=(dA, Z, A),
+    )
+
+
 for _activation, _seed in zip(ACTIVATIONS, (40, 42, 44), strict=True):
 
     @act_ex.subcheck(f'activation_backward(dA, Z, A, "{_activation}") equals dA * f\'(Z)')
     def _(activation_backward, activation=_activation, seed=_seed):
         dA, Z = _act_data(seed=seed)
-        A = _act_forward(Z, activation)
-        got = activation_backward(dA.copy(), Z.copy(), A.copy(), activation)
-        expect(
-            _array_result(got, f'activation_backward(dA, Z, A, "{activation}")'),
-            _act_ref(dA, Z, activation),
-            f'activation_backward(dA, Z, A, "{activation}")',
-            inputs={"dA": dA, "Z": Z},
-            known=_act_wrong(activation),
-            args=(dA, Z, A),
-        )
+        _expect_act(activation_backward, dA, Z, activation, "")
+
+
+@act_ex.subcheck("relu's derivative at Z = 0 is 0, as the table says")
+def _(activation_backward):
+    dA, Z = _act_data(seed=45)
+    Z.flat[::3] = 0.0
+    _expect_act(activation_backward, dA, Z, "relu", "with some Z exactly 0")
 
 
 @act_ex.subcheck("activation_backward passes a float64 gradient check for each activation")
@@ -342,45 +436,77 @@ def _(activation_backward):
             )
 
 
-@act_ex.subcheck("activation_backward keeps float32 float32 and leaves its inputs unchanged")
+@act_ex.subcheck("activation_backward keeps float32 float32 for each activation")
 def _(activation_backward):
     for activation in ACTIVATIONS:
         dA, Z = _act_data(np.float32, seed=47)
+        _expect_act(activation_backward, dA, Z, activation, "for float32")
+
+
+@act_ex.subcheck("activation_backward works for one row, one column and all-positive Z")
+def _(activation_backward):
+    for shape, seed in (((1, 6), 48), ((5, 1), 49)):
+        for activation in ACTIVATIONS:
+            dA, Z = _act_data(seed=seed, shape=shape)
+            _expect_act(activation_backward, dA, Z, activation, f"for shape {shape}")
+    dA, Z = _act_data(seed=50)
+    for activation in ACTIVATIONS:  # nothing to mask: the result is still a new array
+        _expect_act(activation_backward, dA, np.abs(Z), activation, "for all-positive Z")
+
+
+@act_ex.subcheck("activation_backward is accurate for Z far from 0 (up to 800)")
+def _(activation_backward):
+    mags = np.array([5.0, 20.0, 40.0, 100.0, 700.0, 800.0])
+    Z = np.concatenate([mags, -mags]).reshape(2, 6)
+    dA = _rng(51).standard_normal(Z.shape) + 2.0
+    for activation in ACTIVATIONS:
         A = _act_forward(Z, activation)
-        before = dA.copy(), Z.copy(), A.copy()
-        got = activation_backward(dA, Z, A, activation)
-        expect(
-            _array_result(got, "activation_backward"),
-            _act_ref(before[0], before[1], activation),
-            f'activation_backward(dA, Z, A, "{activation}") for float32',
-        )
-        for name, a, b in zip(("dA", "Z", "A"), (dA, Z, A), before, strict=True):
-            expect_unchanged(a, b, name, "activation_backward")
+        call = f'activation_backward(dA, Z, A, "{activation}") for |Z| up to 800'
+        got = _array_result(activation_backward(dA, Z, A, activation), call)
+        want = _act_ref(dA, Z, activation)
+        if isinstance(got, np.ndarray) and got.shape == want.shape:
+            bad = ~np.isfinite(got)
+            if bad.any():
+                at = np.argwhere(bad)[0]
+                raise CheckFailed(
+                    f"{call}: inf or nan at Z = {Z[tuple(at)]!r}, where dZ is "
+                    f"{want[tuple(at)]!r}. Hint: an intermediate value overflowed (e.g. "
+                    "np.exp(-Z) at Z = -800); the cached A keeps every step finite: "
+                    "A * (1 - A) for sigmoid, 1 - A**2 for tanh."
+                )
+        expect(got, want, call, inputs={"dA": dA, "Z": Z})
 
 
 @act_ex.subcheck('activation_backward raises ValueError for an unknown name ("softplus")')
 def _(activation_backward):
-    dA, Z = _act_data(seed=48)
+    dA, Z = _act_data(seed=52)
     try:
         activation_backward(dA, Z, Z, "softplus")
     except ValueError:
         return
     except Exception as err:
         raise CheckFailed(
-            f'activation_backward(dA, Z, A, "softplus") raised {type(err).__name__}, expected '
-            'ValueError. Hint: end with `raise ValueError(f"unknown activation '
-            '{activation!r}")`.'
+            f'activation_backward(..., "softplus") raised {type(err).__name__}, expected '
+            'ValueError. Hint: end with raise ValueError(f"unknown activation '
+            '{activation!r}").'
         ) from None
     raise CheckFailed(
-        'activation_backward(dA, Z, A, "softplus") returned a result: an unknown name must '
-        "raise ValueError (a silent wrong gradient is the worst kind of bug). Hint: end "
-        'with `raise ValueError(f"unknown activation {activation!r}")`.'
+        'activation_backward(..., "softplus") returned without an error: an unknown '
+        "activation must raise ValueError. Hint: after the three cases, "
+        'raise ValueError(f"unknown activation {activation!r}").'
     )
 
 
 # --------------------------------------------------------- softmax cross-entropy backward
 
-ce_ex = exercise("ce_backward", ["ce_backward"])
+_CE_NNLIB = ("softmax_cross_entropy", "softmax_cross_entropy_ref", "softmaxcrossentropy")
+ce_ex = exercise(
+    "ce_backward",
+    ["ce_backward"],
+    # F.softmax and F.log_softmax are allowed (the text says so); nnlib's loss, which
+    # computes this very gradient, is not
+    forbidden=("ce_backward", *_CE_NNLIB, "losses", "training", *_BACKDOORS),
+)
 
 
 def _ce_data(n=6, c=4, dtype=np.float64, seed=50, scale=2.0):
@@ -441,15 +567,44 @@ CE_WRONG = [
         "your softmax normalises the columns: each row (example) is normalised over its C "
         "classes, axis=1.",
     ),
+    # last: only reached when nothing above matched and the float64 tolerance failed, so
+    # "close to the right answer" is the evidence
+    WrongAnswer(
+        ce_backward_ref,
+        "your result is close to the right one but not within float64's tolerance: a "
+        "small constant added somewhere (e.g. + 1e-8 in the sum or in a log) or a step "
+        "computed in float32 does that. The formula needs neither: after subtracting the "
+        "row's max, every row's sum of exp is at least 1.",
+    ),
 ]
+
+
+def _fp_hint(err: BaseException) -> str:
+    """The hint for a FloatingPointError raised under np.errstate(...='raise')."""
+    text = str(err)
+    if "overflow" in text:
+        return (
+            "an exp overflowed: subtract each row's max before exp, softmax(Z) = "
+            "softmax(Z - max), and every exp is then at most 1 (or use nnlib's F.softmax)."
+        )
+    if "divide by zero" in text and "log" in text:
+        return (
+            "you took the log of a probability that rounded to 0: work with "
+            "log-probabilities, Z - max - log(sum(exp(Z - max))), or with P itself."
+        )
+    if "invalid value" in text and "divide" in text:
+        return (
+            "a row's exps all rounded to 0 and 0 / 0 gave nan: subtract each row's own "
+            "max, Z.max(axis=1, keepdims=True), not one max for the whole batch."
+        )
+    return "keep every intermediate value finite: subtract each row's max before exp."
 
 
 @ce_ex.subcheck("ce_backward(Z, y) equals (softmax(Z) - Y) / N for N, C = 6, 4")
 def _(ce_backward):
     Z, y = _ce_data()
-    got = ce_backward(Z.copy(), y.copy())
     expect(
-        _array_result(got, "ce_backward(Z, y)"),
+        _array_result(ce_backward(Z, y), "ce_backward(Z, y)"),
         ce_backward_ref(Z, y),
         "ce_backward(Z, y)",
         known=CE_WRONG,
@@ -462,7 +617,7 @@ def _(ce_backward):
     for n, c, seed in ((1, 3, 51), (9, 2, 52)):
         Z, y = _ce_data(n, c, seed=seed)
         expect(
-            _array_result(ce_backward(Z.copy(), y.copy()), "ce_backward(Z, y)"),
+            _array_result(ce_backward(Z, y), "ce_backward(Z, y)"),
             ce_backward_ref(Z, y),
             f"ce_backward(Z, y) for N, C = {n}, {c}",
             known=CE_WRONG,
@@ -470,11 +625,29 @@ def _(ce_backward):
         )
 
 
+@ce_ex.subcheck("ce_backward works for a batch that lacks the last classes")
+def _(ce_backward):
+    Z, _ = _ce_data(7, 5, seed=55)
+    y = np.array([0, 1, 2, 1, 0, 2, 1])  # classes 3 and 4 never appear
+    got = _call_lacking_classes(ce_backward, (Z, y), "ce_backward", 5)
+    want = ce_backward_ref(Z, y)
+    known = CE_WRONG
+    if isinstance(got, np.ndarray) and got.shape != want.shape:
+        known = [WrongAnswer(lambda Z, y: got, ONE_HOT_HINT.format(c=5)), *CE_WRONG]
+    expect(
+        _array_result(got, "ce_backward(Z, y)"),
+        want,
+        "ce_backward(Z, y) for labels 0, 1, 2 of C = 5 classes",
+        known=known,
+        args=(Z, y),
+    )
+
+
 @ce_ex.subcheck("ce_backward passes a float64 gradient check of the mean loss")
 def _(ce_backward):
     Z, y = _ce_data(5, 3, seed=53, scale=1.0)
     numeric = numerical_gradient(lambda z: ce_loss_ref(z, y), Z)
-    got = np.asarray(_array_result(ce_backward(Z.copy(), y.copy()), "ce_backward(Z, y)"))
+    got = np.asarray(_array_result(ce_backward(Z, y), "ce_backward(Z, y)"))
     if got.shape != Z.shape:
         raise CheckFailed(f"ce_backward(Z, y): shape {got.shape}, expected {Z.shape} (N, C)")
     _gradient_check(
@@ -491,15 +664,14 @@ def _(ce_backward):
     y = np.array([0, 0, 2])
     with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
         try:
-            got = ce_backward(Z.copy(), y.copy())
+            got = ce_backward(Z, y)
         except FloatingPointError as err:
             raise CheckFailed(
-                f"ce_backward overflowed for logits near 1000 ({err}). Hint: subtract each "
-                "row's max before exp: softmax(Z) = softmax(Z - max), and every exp is then "
-                "at most 1 (or use nnlib's F.softmax)."
+                f"ce_backward raised FloatingPointError for logits near 1000 ({err}). "
+                f"Hint: {_fp_hint(err)}"
             ) from None
-    got = np.asarray(_array_result(got, "ce_backward(Z, y)"))
-    if got.shape == Z.shape and not np.all(np.isfinite(got)):
+    got = _array_result(got, "ce_backward(Z, y)")
+    if isinstance(got, np.ndarray) and got.shape == Z.shape and not np.all(np.isfinite(got)):
         raise CheckFailed(
             "ce_backward gave inf or nan for logits near 1000. Hint: subtract each row's max "
             "before exp."
@@ -509,19 +681,58 @@ def _(ce_backward):
     )
 
 
-@ce_ex.subcheck("ce_backward keeps float32 float32 and leaves its inputs unchanged")
+@ce_ex.subcheck("ce_backward matches the float64 reference for logits as large as 25000")
+def _(ce_backward):
+    Z = np.array(
+        [
+            [25000.0, 24990.0, -25000.0, 0.0],
+            [-25000.0, -24999.5, -25010.0, -25000.0],
+            [1e4, -1e4, 9999.0, 30.0],
+            [0.0, -700.0, 0.0, -30.0],
+        ]
+    )
+    y = np.array([1, 2, 0, 1])
+    expect(
+        _array_result(ce_backward(Z, y), "ce_backward(Z, y)"),
+        ce_backward_ref(Z, y),
+        "ce_backward(Z, y) for logits up to 25000",
+        known=CE_WRONG,
+        args=(Z, y),
+    )
+
+
+@ce_ex.subcheck("ce_backward keeps float32 logits float32")
 def _(ce_backward):
     Z, y = _ce_data(dtype=np.float32, seed=54)
-    before = Z.copy(), y.copy()
-    got = ce_backward(Z, y)
-    expect(_array_result(got, "ce_backward"), ce_backward_ref(*before), "ce_backward for float32 Z")
-    expect_unchanged(Z, before[0], "Z", "ce_backward")
-    expect_unchanged(y, before[1], "y", "ce_backward")
+    expect(
+        _array_result(ce_backward(Z, y), "ce_backward"),
+        ce_backward_ref(Z, y),
+        "ce_backward for float32 Z",
+    )
 
 
 # ------------------------------------------------------------- a two-layer network
 
-mlp_ex = exercise("mlp_backward", ["mlp_forward", "mlp_backward"])
+PARAM_NAMES = ("W1", "b1", "W2", "b2")
+mlp_ex = exercise(
+    "mlp_backward",
+    ["mlp_forward", "mlp_backward"],
+    # the cache may hold X itself (the backward pass needs it)
+    may_alias=("mlp_forward",),
+    forbidden=(
+        "mlp_forward",
+        "mlp_backward",
+        "dense",
+        "dense_backward",
+        "relu_backward",
+        "relu_backward_ref",
+        *_CE_NNLIB,
+        "losses",
+        "training",
+        "sequential",
+        *_BACKDOORS,
+    ),
+)
 mlp_ex.error_hints.append(
     (
         ValueError,
@@ -530,7 +741,6 @@ mlp_ex.error_hints.append(
         "dA1 = dZ2 @ W2.T is (N, C) @ (C, H) -> (N, H).",
     )
 )
-PARAM_NAMES = ("W1", "b1", "W2", "b2")
 
 
 def mlp_params(d=3, h=5, c=4, seed=60, dtype=np.float64):
@@ -543,15 +753,21 @@ def mlp_params(d=3, h=5, c=4, seed=60, dtype=np.float64):
     }
 
 
-def _mlp_data(n=8, seed=61):
-    """X (N, D), labels y (N,), with no hidden pre-activation within 0.05 of the kink."""
+def _mlp_data(n=8, seed=61, classes=None):
+    """X (N, D), labels y (N,), with no hidden pre-activation within 0.05 of the kink.
+
+    ``classes``: the labels to draw from (default: all C; each appears once if N >= C).
+    """
     params = mlp_params(seed=seed)
+    c = params["W2"].shape[1]
     rng = _rng(seed + 1)
     while True:
         X = rng.standard_normal((n, params["W1"].shape[0]))
         if np.abs(X @ params["W1"] + params["b1"]).min() > 0.05:
             break
-    y = rng.integers(0, params["W2"].shape[1], n).astype(np.int64)
+    y = rng.integers(0, c if classes is None else classes, n).astype(np.int64)
+    if classes is None:
+        y[: min(n, c)] = np.arange(min(n, c))
     return params, X, y
 
 
@@ -569,9 +785,11 @@ def _nnlib_mlp(params):
 
 
 def mlp_forward_ref(params, X):
-    """``(logits (N, C), cache)``: logits = relu(X @ W1 + b1) @ W2 + b2, via nnlib layers."""
+    """``(logits (N, C), cache)``: logits = relu(X @ W1 + b1) @ W2 + b2, via nnlib layers.
+
+    Module-level, so that ``train_step`` can be handed it by name in ``make grade``."""
     layers = _nnlib_mlp(params)
-    out = X
+    out = np.asarray(X, np.float64)
     with use_backend("numpy"):
         for layer in layers:
             out = layer.forward(out)
@@ -586,10 +804,10 @@ def mlp_backward_ref(params, cache, y):
         for layer in reversed(layers):
             dout = layer.backward(dout)
     return {
-        "W1": layers[0].grads["W"],
-        "b1": layers[0].grads["b"],
-        "W2": layers[2].grads["W"],
-        "b2": layers[2].grads["b"],
+        "W1": layers[0].grads["W"].copy(),
+        "b1": layers[0].grads["b"].copy(),
+        "W2": layers[2].grads["W"].copy(),
+        "b2": layers[2].grads["b"].copy(),
     }
 
 
@@ -638,9 +856,28 @@ MLP_MISTAKES = {
 }
 
 
-def _mlp_grads(mlp_forward, mlp_backward, params, X, y):
-    _, cache = _unpack(mlp_forward(params, X.copy()), ("logits", "cache"), "mlp_forward")
-    grads = mlp_backward(params, cache, y.copy())
+def _mlp_forward_right(mlp_forward, params, X):
+    """The learner's ``(logits, cache)``, failing first when the logits are wrong: the
+    backward pass works from the forward pass's cache, so a wrong forward pass is named
+    as such instead of being blamed on mlp_backward."""
+    logits, cache = _unpack(mlp_forward(params, X), ("logits", "cache"), "mlp_forward")
+    want = mlp_forward_ref(params, X)[0].astype(X.dtype)
+    if not _close(logits, want):
+        raise CheckFailed(
+            "mlp_forward's logits are wrong for this batch (see the check of mlp_forward "
+            "above), and mlp_backward computes its gradients from mlp_forward's cache, so "
+            "they cannot be judged yet. Hint: fix mlp_forward first; then this check tells "
+            "you whether mlp_backward is right."
+        )
+    return logits, cache
+
+
+def _mlp_grads(mlp_forward, mlp_backward, params, X, y, lacking=None):
+    _, cache = _mlp_forward_right(mlp_forward, params, X)
+    if lacking is None:
+        grads = mlp_backward(params, cache, y)
+    else:
+        grads = _call_lacking_classes(mlp_backward, (params, cache, y), "mlp_backward", lacking)
     if not isinstance(grads, dict):
         raise CheckFailed(
             f"mlp_backward returned {'None' if grads is None else 'a ' + type(grads).__name__}, "
@@ -655,15 +892,52 @@ def _mlp_grads(mlp_forward, mlp_backward, params, X, y):
     return grads
 
 
+def _expect_mlp_grads(grads, params, X, y, what=""):
+    want = mlp_backward_ref(params, mlp_forward_ref(params, X)[1], y)
+    variants = {m: _mlp_variant(params, X, y, m) for m in MLP_MISTAKES}
+    for k in PARAM_NAMES:
+        known = [
+            WrongAnswer(lambda v=v, k=k: v[k], MLP_MISTAKES[m])
+            for m, v in variants.items()
+            if v[k].shape != want[k].shape or not np.allclose(v[k], want[k])
+        ]
+        expect(
+            _array_result(grads[k], f'grads["{k}"]'),
+            want[k].astype(X.dtype),
+            f'grads["{k}"]{what}',
+            known=known,
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def _mlp_numeric_grads(seed):
+    """Central differences of the mean loss for ``_mlp_data(seed=seed)``, per parameter
+    (made once: 88 passes through nnlib's layers)."""
+    params, X, y = _mlp_data(seed=seed)
+    numeric = {}
+    for k in PARAM_NAMES:
+
+        def loss(v, k=k):
+            return ce_loss_ref(mlp_forward_ref({**params, k: v}, X)[0], y)
+
+        numeric[k] = numerical_gradient(loss, params[k])
+    return numeric
+
+
 @mlp_ex.subcheck("mlp_forward(params, X) gives logits relu(X @ W1 + b1) @ W2 + b2")
 def _(mlp_forward, mlp_backward):
     params, X, _ = _mlp_data()
-    logits = _unpack(mlp_forward(params, X.copy()), ("logits", "cache"), "mlp_forward")[0]
+    logits = _unpack(mlp_forward(params, X), ("logits", "cache"), "mlp_forward")[0]
     P = {k: params[k] for k in PARAM_NAMES}
     known = [
         WrongAnswer(
             lambda: (X @ P["W1"] + P["b1"]) @ P["W2"] + P["b2"],
             "your logits skip the ReLU: A1 = np.maximum(Z1, 0) goes between the layers.",
+        ),
+        WrongAnswer(
+            lambda: np.abs(X @ P["W1"] + P["b1"]) @ P["W2"] + P["b2"],
+            "your hidden layer computes |Z1|: relu(Z1) = np.maximum(Z1, 0) sets the "
+            "negative entries to 0.",
         ),
         WrongAnswer(
             lambda: _softmax(mlp_forward_ref(P, X)[0]),
@@ -688,31 +962,17 @@ def _(mlp_forward, mlp_backward):
 @mlp_ex.subcheck("every gradient equals nnlib's backpropagation through the same network")
 def _(mlp_forward, mlp_backward):
     params, X, y = _mlp_data(seed=64)
-    grads = _mlp_grads(mlp_forward, mlp_backward, params, X, y)
-    want = mlp_backward_ref(params, mlp_forward_ref(params, X)[1], y)
-    variants = {m: _mlp_variant(params, X, y, m) for m in MLP_MISTAKES}
-    for k in PARAM_NAMES:
-        known = [
-            WrongAnswer(lambda v=v, k=k: v[k], MLP_MISTAKES[m])
-            for m, v in variants.items()
-            if v[k].shape != want[k].shape or not np.allclose(v[k], want[k])
-        ]
-        expect(grads[k], want[k], f'grads["{k}"]', known=known)
+    _expect_mlp_grads(_mlp_grads(mlp_forward, mlp_backward, params, X, y), params, X, y)
 
 
 @mlp_ex.subcheck("every gradient passes a float64 gradient check of the mean loss")
 def _(mlp_forward, mlp_backward):
     params, X, y = _mlp_data(seed=65)
     grads = _mlp_grads(mlp_forward, mlp_backward, params, X, y)
-    for k in PARAM_NAMES:
-
-        def loss(v, k=k):
-            return ce_loss_ref(mlp_forward_ref({**params, k: v}, X)[0], y)
-
-        numeric = numerical_gradient(loss, params[k])
-        g = np.asarray(grads[k])
-        if g.shape != numeric.shape:
-            raise CheckFailed(f'grads["{k}"]: shape {g.shape}, expected {numeric.shape}')
+    for k, numeric in _mlp_numeric_grads(65).items():
+        g = grads[k]
+        if np.shape(g) != numeric.shape:
+            raise CheckFailed(f'grads["{k}"]: shape {np.shape(g)}, expected {numeric.shape}')
         _gradient_check(
             g,
             numeric,
@@ -721,33 +981,71 @@ def _(mlp_forward, mlp_backward):
         )
 
 
-@mlp_ex.subcheck("mlp_forward and mlp_backward leave params, X and y unchanged")
+@mlp_ex.subcheck("mlp_backward works for one example (N = 1)")
 def _(mlp_forward, mlp_backward):
-    params, X, y = _mlp_data(seed=66)
-    before = {k: v.copy() for k, v in params.items()}, X.copy(), y.copy()
-    _, cache = _unpack(mlp_forward(params, X), ("logits", "cache"), "mlp_forward")
-    mlp_backward(params, cache, y)
+    params, X, y = _mlp_data(n=1, seed=66)
+    y[:] = params["W2"].shape[1] - 1  # the last class: the next check lacks it
+    grads = _mlp_grads(mlp_forward, mlp_backward, params, X, y)
+    _expect_mlp_grads(grads, params, X, y, " for N = 1")
+
+
+@mlp_ex.subcheck("mlp_backward works for a batch that lacks the last classes")
+def _(mlp_forward, mlp_backward):
+    params, X, y = _mlp_data(n=9, seed=67, classes=2)  # labels 0 and 1 of C = 4
+    y[0] = 1
+    grads = _mlp_grads(mlp_forward, mlp_backward, params, X, y, lacking=4)
+    _expect_mlp_grads(grads, params, X, y, " for labels 0 and 1 of C = 4 classes")
+
+
+@mlp_ex.subcheck("mlp_forward and mlp_backward keep float32 float32")
+def _(mlp_forward, mlp_backward):
+    params, X, y = _mlp_data(seed=68)
+    params32 = {k: v.astype(np.float32) for k, v in params.items()}
+    X32 = X.astype(np.float32)
+    logits, _ = _unpack(mlp_forward(params32, X32), ("logits", "cache"), "mlp_forward")
+    want = mlp_forward_ref(params32, X32)[0].astype(np.float32)
+    expect(_array_result(logits, "logits"), want, "logits for float32 params and X")
+    grads = _mlp_grads(mlp_forward, mlp_backward, params32, X32, y)
+    want = mlp_backward_ref(params32, mlp_forward_ref(params32, X32)[1], y)
     for k in PARAM_NAMES:
-        expect_unchanged(params[k], before[0][k], f'params["{k}"]', "mlp_forward/mlp_backward")
-    expect_unchanged(X, before[1], "X", "mlp_forward/mlp_backward")
-    expect_unchanged(y, before[2], "y", "mlp_forward/mlp_backward")
+        expect(
+            _array_result(grads[k], f'grads["{k}"]'),
+            want[k].astype(np.float32),
+            f'grads["{k}"] for float32 params and X',
+        )
 
 
 # ------------------------------------------------------------------ one training step
 
-step_ex = exercise("train_step", ["train_step"])
+step_ex = exercise(
+    "train_step",
+    ["train_step"],
+    # the text: "updates every entry of the dict params in that dict"
+    mutates={"train_step": ("params",)},
+    # nnlib's training step, its optimizers and models; the loss may come from nnlib
+    # (the text suggests F.log_softmax)
+    forbidden=(
+        "train_step",
+        "trainstep",
+        "train_on_batch",
+        "fit",
+        "training",
+        "optim",
+        "sgd",
+        "model",
+        "sequential",
+    ),
+)
 
 
-def _step_data(seed=70, lr=0.3):
+def _step_data(seed=70):
     params, X, y = _mlp_data(n=10, seed=seed)
-    return params, X, y, lr
+    return params, X, y
 
 
-def _run_step(train_step, params, X, y, lr):
-    """(returned loss, params after the step) for a copy of ``params``."""
-    work = {k: v.copy() for k, v in params.items()}
-    loss = train_step(work, X.copy(), y.copy(), lr, mlp_forward_ref, mlp_backward_ref)
-    return loss, work
+def _run_step(train_step, work, X, y, lr):
+    """``train_step`` on ``work`` (updated in place); returns the loss it returned."""
+    return train_step(work, X, y, lr, mlp_forward_ref, mlp_backward_ref)
 
 
 def _as_scalar(loss):
@@ -772,17 +1070,33 @@ def _sgd(params, grads, lr, sign=-1.0):
     return {k: params[k] + sign * lr * grads[k] for k in params}
 
 
+def _ref_step(params, X, y, lr):
+    """(loss before the step, params after one correct step, the gradients)."""
+    logits, cache = mlp_forward_ref(params, X)
+    grads = mlp_backward_ref(params, cache, y)
+    return ce_loss_ref(logits, y), _sgd(params, grads, lr), grads
+
+
+UNCHANGED = (
+    "train_step left the caller's parameter arrays unchanged. Hint: the text asks you to update "
+    "every entry of the dict params in place, `params[name] -= lr * grads[name]`, so that "
+    "the caller's arrays change; `params[name] = params[name] - lr * grads[name]` only "
+    "puts a new array into your dict (the caller's arrays, e.g. a layer's weights, keep "
+    "their old values), and `params = {...}` makes a new dict that the caller never sees."
+)
+
+
 @step_ex.subcheck("train_step returns the mean loss of the batch before the update")
 def _(train_step):
-    params, X, y, lr = _step_data()
-    loss = _as_scalar(_run_step(train_step, params, X, y, lr)[0])
-    want = ce_loss_ref(mlp_forward_ref(params, X)[0], y)
-    grads = mlp_backward_ref(params, mlp_forward_ref(params, X)[1], y)
-    after = ce_loss_ref(mlp_forward_ref(_sgd(params, grads, lr), X)[0], y)
+    params, X, y = _step_data()
+    lr = 0.3
+    work = {k: v.copy() for k, v in params.items()}
+    loss = _as_scalar(_run_step(train_step, work, X, y, lr))
+    want, after, _ = _ref_step(params, X, y, lr)
     hints = [
         (want * len(X), "your loss is the sum over the batch: return the mean, sum / N."),
         (
-            after,
+            ce_loss_ref(mlp_forward_ref(after, X)[0], y),
             "your loss is computed after the update: return the loss of the forward pass "
             "that the gradients came from, before changing the parameters.",
         ),
@@ -799,16 +1113,13 @@ def _(train_step):
 @step_ex.subcheck("train_step moves every parameter to p - lr * grad (for two learning rates)")
 def _(train_step):
     for lr, seed in ((0.3, 71), (0.05, 72)):
-        params, X, y, _ = _step_data(seed, lr)
-        _, got = _run_step(train_step, params, X, y, lr)
-        grads = mlp_backward_ref(params, mlp_forward_ref(params, X)[1], y)
-        want = _sgd(params, grads, lr)
-        if all(np.array_equal(got[k], params[k]) for k in PARAM_NAMES):
-            raise CheckFailed(
-                "train_step left every parameter unchanged. Hint: update the dict you are "
-                "given, params[name] = params[name] - lr * grads[name] (or -=); assigning a "
-                "new dict to the name params inside the function changes nothing outside it."
-            )
+        params, X, y = _step_data(seed)
+        work = {k: v.copy() for k, v in params.items()}
+        arrays = dict(work)  # the caller's arrays: they must change, in place
+        _run_step(train_step, work, X, y, lr)
+        _, want, grads = _ref_step(params, X, y, lr)
+        if all(np.array_equal(arrays[k], params[k]) for k in PARAM_NAMES):
+            raise CheckFailed(UNCHANGED)
         uphill = _sgd(params, grads, lr, +1.0)
         for k in PARAM_NAMES:
             mistakes = [
@@ -820,7 +1131,8 @@ def _(train_step):
                 (params[k] - grads[k], "your step ignores lr: p - lr * grad."),
                 (
                     params[k],
-                    f'params["{k}"] did not change: update every parameter, the biases too.',
+                    f'params["{k}"] did not change: update every parameter, the biases too, '
+                    "each in place (params[name] -= lr * grads[name]).",
                 ),
                 (
                     params[k] - lr * grads[k] / len(X),
@@ -829,39 +1141,51 @@ def _(train_step):
                 ),
             ]
             known = [WrongAnswer(lambda v=v: v, hint) for v, hint in mistakes]
-            expect(got[k], want[k], f'params["{k}"] after one step with lr = {lr}', known=known)
+            expect(arrays[k], want[k], f'params["{k}"] after one step with lr = {lr}', known=known)
 
 
-@step_ex.subcheck("forty steps of gradient descent bring a small network's loss down")
+@step_ex.subcheck("five steps with changing learning rates follow gradient descent exactly")
 def _(train_step):
-    params, X, y = _mlp_data(n=12, seed=73)
+    params, X, y = _step_data(73)
     work = {k: v.copy() for k, v in params.items()}
-    losses = []
-    with np.errstate(all="ignore"):
-        for _ in range(40):
-            losses.append(
-                _as_scalar(train_step(work, X, y, 0.5, mlp_forward_ref, mlp_backward_ref))
+    arrays = dict(work)
+    state = {k: v.copy() for k, v in params.items()}
+    for step, lr in enumerate((0.5, 0.1, 0.3, 0.05, 0.2), start=1):
+        loss = _as_scalar(_run_step(train_step, work, X, y, lr))
+        want_loss, state, _ = _ref_step(state, X, y, lr)
+        if step == 1 and all(np.array_equal(arrays[k], params[k]) for k in PARAM_NAMES):
+            raise CheckFailed(UNCHANGED)
+        for k in PARAM_NAMES:
+            expect(arrays[k], state[k], f'params["{k}"] after step {step} (lr = {lr})')
+        if not np.isclose(loss, want_loss, rtol=1e-10, atol=1e-12):
+            raise CheckFailed(
+                f"train_step's loss at step {step} (lr = {lr}): expected {want_loss!r}, "
+                f"got {loss!r}: the loss of the parameters that the step starts from."
             )
-    final = ce_loss_ref(mlp_forward_ref(work, X)[0], y)
-    if not (np.isfinite(final) and final < 0.5 * losses[0]):
-        raise CheckFailed(
-            f"after 40 steps the loss went from {losses[0]:.4f} to {final:.4f}; gradient "
-            "descent with lr = 0.5 more than halves it on this problem. Hint: the update is "
-            "p - lr * grad, for every parameter, every step."
-        )
 
 
 # ---------------------------------------------------- the bias gradient as a Numba kernel
 
-numba_ex = exercise("bias_grad_numba", ["bias_grad_numba"])
+numba_ex = exercise(
+    "bias_grad_numba",
+    ["bias_grad_numba"],
+    forbidden=("bias_grad_numba", "bias_grad", "dense", "dispatch", "_backend"),
+)
+LOOP_HINT = "`for j in prange(dY.shape[1]):`, one column per iteration"
 
 
 def _numba_fn(fn):
     return dispatcher(fn, "bias_grad_numba", "dY")
 
 
-def _columns_data(n, h, dtype=np.float64, seed=80):
-    return _rng(seed).standard_normal((n, h)).astype(dtype)
+def _columns_data(n, h, dtype=np.float64, seed=80, shift=0.0):
+    return (_rng(seed).standard_normal((n, h)) + shift).astype(dtype)
+
+
+def bias_grad_ref(dY):
+    """db = dY.sum(axis=0) by nnlib's dense backward reference, in dY's dtype."""
+    n, h = dY.shape
+    return dense_backward_ref(dY, np.zeros((n, 1), dY.dtype), np.zeros((1, h), dY.dtype))[2]
 
 
 BIAS_WRONG = [
@@ -883,57 +1207,29 @@ BIAS_WRONG = [
         lambda dY: dY.sum(axis=0) - dY[0],
         "your sum misses the first row: loop over range(dY.shape[0]), from 0.",
     ),
+    WrongAnswer(
+        lambda dY: dY.sum(axis=0) - dY[-1],
+        "your sum misses the last row: range(dY.shape[0]) runs over every row, "
+        "range(dY.shape[0] - 1) stops one short.",
+    ),
 ]
 
 
-def _prange_races(fn) -> list[str]:
-    """Writes inside a ``prange`` loop to an array element that does not depend on the
-    loop's index: several threads then update the same element at once (a race)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(fn.py_func))
-    except (OSError, TypeError):  # no source to read (e.g. built by exec): cannot tell
-        return []
-    races = []
-    for loop in ast.walk(ast.parse(source)):
-        if not (isinstance(loop, ast.For) and isinstance(loop.iter, ast.Call)):
+def _serial_pranges(source) -> list[str]:
+    """``prange`` loops of at most one iteration (``prange(1)``): one thread does it all.
+
+    A constant trip count of 2 or more (``prange(8)`` over chunks) does run in parallel.
+    """
+    serial = []
+    for text in prange_problems(source)["constant"]:
+        try:
+            call = ast.parse(text, mode="eval").body
+            count = len(range(*(ast.literal_eval(a) for a in call.args)))
+        except (SyntaxError, ValueError, TypeError):
             continue
-        func = loop.iter.func
-        if getattr(func, "id", getattr(func, "attr", None)) != "prange":
-            continue
-        tainted = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
-        body = ast.Module(body=loop.body, type_ignores=[])
-        for _ in range(5):  # names computed from the loop index are per-iteration too
-            for node in ast.walk(body):
-                if isinstance(node, (ast.Assign, ast.AugAssign, ast.For)):
-                    value = node.iter if isinstance(node, ast.For) else node.value
-                    used = {n.id for n in ast.walk(value) if isinstance(n, ast.Name)}
-                    if used & tainted:
-                        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                        for t in targets:
-                            if isinstance(t, ast.Name):
-                                tainted.add(t.id)
-        local = {
-            t.id
-            for node in ast.walk(body)
-            if isinstance(node, ast.Assign)
-            for t in node.targets
-            if isinstance(t, ast.Name)
-        }
-        for node in ast.walk(body):
-            targets = (
-                node.targets
-                if isinstance(node, ast.Assign)
-                else ([node.target] if isinstance(node, ast.AugAssign) else [])
-            )
-            for t in targets:
-                if not isinstance(t, ast.Subscript) or not isinstance(t.value, ast.Name):
-                    continue
-                if t.value.id in local:
-                    continue  # an array made inside the loop belongs to one iteration
-                index = {n.id for n in ast.walk(t.slice) if isinstance(n, ast.Name)}
-                if not index & tainted:
-                    races.append(ast.unparse(t))
-    return races
+        if count <= 1:
+            serial.append(text)
+    return serial
 
 
 @numba_ex.subcheck("bias_grad_numba is a Numba function (@njit)")
@@ -943,66 +1239,144 @@ def _(bias_grad_numba):
 
 @numba_ex.subcheck("bias_grad_numba compiles in nopython mode")
 def _(bias_grad_numba):
-    fn = _numba_fn(bias_grad_numba)
-    if fn.targetoptions.get("forceobj"):
+    if _numba_fn(bias_grad_numba).facts()["forceobj"]:
         raise CheckFailed("bias_grad_numba is compiled in object mode (forceobj=True): use @njit.")
-    call_nopython(fn, "bias_grad_numba", _columns_data(4, 3))
+    call_nopython(bias_grad_numba, "bias_grad_numba", _columns_data(4, 3))
 
 
 @numba_ex.subcheck("bias_grad_numba(dY) equals dY.sum(axis=0) for float64 (N, H) arrays")
 def _(bias_grad_numba):
-    fn = _numba_fn(bias_grad_numba)
-    for n, h in ((1000, 7), (1, 1), (3, 200)):
-        dY = _columns_data(n, h, seed=81 + n)
-        got = call_nopython(fn, "bias_grad_numba", dY.copy())
+    _numba_fn(bias_grad_numba)
+    for n, h in ((1000, 7), (1, 1), (3, 200), (1, 5), (6, 1)):
+        dY = _columns_data(n, h, seed=81 + n + h)
+        got = call_nopython(bias_grad_numba, "bias_grad_numba", dY)
         expect(
             _array_result(got, "bias_grad_numba(dY)"),
-            dense_backward_ref(dY, np.zeros((n, 1)), np.zeros((1, h)))[2],
+            bias_grad_ref(dY),
             f"bias_grad_numba(dY) for N, H = {n}, {h}",
             known=BIAS_WRONG,
             args=(dY,),
         )
 
 
-@numba_ex.subcheck("bias_grad_numba keeps float32 input float32 and leaves it unchanged")
+@numba_ex.subcheck("bias_grad_numba keeps float32 input float32")
 def _(bias_grad_numba):
-    dY = _columns_data(300, 5, np.float32, seed=84)
-    before = dY.copy()
-    got = call_nopython(_numba_fn(bias_grad_numba), "bias_grad_numba", dY)
+    _numba_fn(bias_grad_numba)
+    # a positive mean keeps every column sum far from 0, so float32 rounding in any
+    # order of the additions is well within float32's tolerance
+    dY = _columns_data(300, 5, np.float32, seed=84, shift=2.0)
+    got = call_nopython(bias_grad_numba, "bias_grad_numba", dY)
     expect(
         _array_result(got, "bias_grad_numba(dY)"),
-        before.sum(axis=0, dtype=np.float64).astype(np.float32),
+        dY.sum(axis=0, dtype=np.float64).astype(np.float32),
         "bias_grad_numba(dY) for float32 dY",
+        known=BIAS_WRONG,
+        args=(dY,),
     )
-    expect_unchanged(dY, before, "dY", "bias_grad_numba")
 
 
 @numba_ex.subcheck("bias_grad_numba is compiled with parallel=True")
 def _(bias_grad_numba):
-    if not _numba_fn(bias_grad_numba).targetoptions.get("parallel"):
+    if not _numba_fn(bias_grad_numba).facts()["parallel"]:
         raise CheckFailed(
             "bias_grad_numba is compiled without parallel=True, so prange runs as a plain "
             "range. Hint: @njit(parallel=True)."
         )
 
 
-@numba_ex.subcheck("Numba runs bias_grad_numba's loop in parallel (a prange loop)")
+@numba_ex.subcheck("Numba runs bias_grad_numba's loop in parallel (a prange loop doing the work)")
 def _(bias_grad_numba):
-    if prange_loops(_numba_fn(bias_grad_numba), "bias_grad_numba", _columns_data(4, 3)) == 0:
+    fn = _numba_fn(bias_grad_numba)
+    if prange_loops(fn, "bias_grad_numba", _columns_data(4, 3)) == 0:
         raise CheckFailed(
-            "Numba found no prange loop to run in parallel. Hint: write the column loop as "
-            "`for j in prange(dY.shape[1]):` (from numba import prange); `range` runs serially."
+            f"Numba found no prange loop to run in parallel. Hint: write {LOOP_HINT} "
+            "(from numba import prange); `range` runs serially."
+        )
+    serial = _serial_pranges(fn.source)
+    if serial:
+        raise CheckFailed(
+            f"your loop `{serial[0]}` has a single iteration, so one thread does all the "
+            f"work while the others wait. Hint: write {LOOP_HINT}."
         )
 
 
-@numba_ex.subcheck("no two threads add into the same element (prange over the columns)")
+@numba_ex.subcheck("bias_grad_numba writes every element of db")
 def _(bias_grad_numba):
-    races = _prange_races(_numba_fn(bias_grad_numba))
-    if races:
-        raise CheckFailed(
-            f"inside your prange loop, `{races[0]}` is written by every iteration: threads "
-            "running different iterations add into the same element at once, and updates "
-            "are silently lost (a race; the result changes from run to run). Hint: make "
-            "prange run over the columns j, sum each column into a local number s, then "
-            "write db[j] = s once."
+    _numba_fn(bias_grad_numba)
+    expect_every_element_written(
+        bias_grad_numba,
+        lambda seed: (_columns_data(40, 9, seed=85 + seed),),
+        bias_grad_ref,
+        "bias_grad_numba(dY) for N, H = 40, 9",
+    )
+
+
+# Each run of the race check: four million small whole numbers (float32 holds their
+# sums exactly, so every correct order of the additions gives exactly the same sums and
+# any lost update shows), in shapes of one, four and eight columns. A race loses updates
+# only while threads run at the same time: at a million elements a run is over in a
+# millisecond, and on a busy machine the second thread often starts after the first has
+# finished (a racy kernel then passed 6 of 20 times); at four million it failed 20 of 20
+# times even with the machine's two cores busy with other work.
+RACE_SHAPES = ((500_000, 8), (4_000_000, 1), (1_000_000, 4))
+
+
+@functools.lru_cache(maxsize=len(RACE_SHAPES))
+def _race_case(shape, seed):
+    """(dY, its exact column sums), made once (a million random numbers take a while);
+    the learner gets a copy."""
+    dY = _rng(seed).integers(1, 4, shape).astype(np.float32)
+    return dY, _exact_sums(dY)
+
+
+def _exact_sums(dY):
+    return dY.sum(axis=0, dtype=np.float64).astype(dY.dtype)
+
+
+@numba_ex.subcheck("bias_grad_numba gives the exact sums on large inputs in every run (no race)")
+def _(bias_grad_numba):
+    """Judged by behaviour: several runs on large inputs with every thread, each compared
+    with the exact sums. The hint says "race" only with evidence: wrong on a large input
+    while right on its first rows (a lost update needs threads running at once)."""
+    _numba_fn(bias_grad_numba)
+    for run, shape in enumerate(RACE_SHAPES, start=1):
+        dY, want = _race_case(shape, 90 + run)
+        dY = dY.copy()
+        got = call_nopython(bias_grad_numba, "bias_grad_numba", dY)
+        what = (
+            f"bias_grad_numba(dY) for N, H = {shape[0]}, {shape[1]} "
+            f"(run {run} of {len(RACE_SHAPES)})"
         )
+        try:
+            expect(_array_result(got, what), want, what, known=BIAS_WRONG, args=(dY,))
+        except CheckFailed as err:
+            if not (isinstance(got, np.ndarray) and got.shape == want.shape):
+                raise
+            if got.dtype != want.dtype:
+                raise
+            message = str(err)
+        else:
+            if np.array_equal(got, want):
+                continue
+            off = float(np.max(np.abs(got.astype(np.float64) - want)))
+            message = (
+                f"{what}: off by up to {off:g} from the exact column sums (dY holds small "
+                "whole numbers, so every correct order of the additions gives exactly these "
+                "sums)"
+            )
+        small = dY[:200]
+        if np.array_equal(bias_grad_numba(small), _exact_sums(small)):
+            shared = prange_problems(bias_grad_numba.source)["shared"]
+            where = (
+                f"`{shared[0]}` is written by every prange iteration: threads running "
+                "different iterations update the same element at once"
+                if shared
+                else "several threads update the same element at once"
+            )
+            message += (
+                f"\n  Hint: right on the first 200 rows, wrong on all {shape[0]}: {where} "
+                "(a race; updates are lost and the result changes from run to run). Give "
+                f"each prange iteration its own output elements ({LOOP_HINT}), or each "
+                "thread its own partial sums."
+            )
+        raise CheckFailed(message)
