@@ -1,6 +1,9 @@
 """The kernel side of the trusted grader (``make grade``); see :mod:`nncourse.remote`.
 
-The grader imports this in the learner's kernel before any learner code runs, then asks
+The grader loads this (and :mod:`nncourse.learner`, which needs only numpy) in the
+learner's kernel before any learner code runs, on their own: not the ``nncourse``
+package, which imports nnlib and numba, so the notebook's first cell still chooses
+numba's settings (``NUMBA_ENABLE_CUDASIM``) as it does in JupyterLab. Then it asks
 it, one request at a time, to call one of the learner's functions on inputs the grader
 chose. It answers with data only (arrays, numbers, names): what the function returned,
 which arguments it changed or returned, the nnlib functions it entered, the warnings
@@ -16,16 +19,30 @@ import warnings
 
 import numpy as np
 
-from .learner import (
-    call_and_watch,
-    cuda_launch,
-    decode,
-    encode,
-    function_facts,
-    parameter_names,
-    read_message,
-    write_message,
-)
+try:
+    from .learner import (
+        call_and_watch,
+        cuda_launch,
+        decode,
+        encode,
+        function_facts,
+        leaves,
+        parameter_names,
+        read_message,
+        write_message,
+    )
+except ImportError:  # loaded on its own by the grader's bootstrap (see remote.BOOTSTRAP)
+    from _nncourse_learner import (  # type: ignore[no-redef]
+        call_and_watch,
+        cuda_launch,
+        decode,
+        encode,
+        function_facts,
+        leaves,
+        parameter_names,
+        read_message,
+        write_message,
+    )
 
 
 def _namespace() -> dict:
@@ -112,6 +129,4 @@ def serve(path: str) -> None:
 
 
 def _arrays_in(args, kwargs):
-    from .learner import leaves
-
     return [a for value in (*args, *kwargs.values()) for _, a in leaves(value)]

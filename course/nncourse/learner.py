@@ -63,7 +63,7 @@ class Iterated(list):
 
 
 def _is_device_array(value) -> bool:
-    return hasattr(value, "copy_to_host") and hasattr(value, "__cuda_array_interface__")
+    return hasattr(value, "copy_to_host")  # numba.cuda device arrays, simulator ones too
 
 
 def encode(value, arrays: dict, prefix: str = "v"):

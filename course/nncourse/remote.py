@@ -27,7 +27,22 @@ import numpy as np
 
 from .learner import Call, LearnerFunction, decode, encode, leaves, read_message, write_message
 
-BOOTSTRAP = "import nncourse._probe as __nncourse_probe__"
+_HERE = Path(__file__).resolve().parent
+# Loads learner.py and _probe.py as modules of their own (not the nncourse package, which
+# imports nnlib and numba): the notebook's setup cell must still come first for numba.
+BOOTSTRAP = f"""
+import importlib.util as _nncourse_util, sys as _nncourse_sys
+for _nncourse_name, _nncourse_file in (
+    ("_nncourse_learner", {str(_HERE / "learner.py")!r}),
+    ("__nncourse_probe__", {str(_HERE / "_probe.py")!r}),
+):
+    _nncourse_spec = _nncourse_util.spec_from_file_location(_nncourse_name, _nncourse_file)
+    _nncourse_module = _nncourse_util.module_from_spec(_nncourse_spec)
+    _nncourse_sys.modules[_nncourse_name] = _nncourse_module
+    _nncourse_spec.loader.exec_module(_nncourse_module)
+__nncourse_probe__ = _nncourse_sys.modules["__nncourse_probe__"]
+del _nncourse_util, _nncourse_sys, _nncourse_name, _nncourse_file, _nncourse_spec, _nncourse_module
+"""
 
 
 class KernelLost(BaseException):
