@@ -657,37 +657,21 @@ ALTERNATIVES = [
 CUDA_ALTERNATIVES = [
     (
         "relu_cuda",
-        "grid-stride loop on a fixed grid",
-        M("""
-        @cuda.jit
-        def relu_kernel(x, out):
-            start = cuda.grid(1)
-            stride = cuda.gridsize(1)
-            for i in range(start, x.size, stride):
-                out[i] = max(x[i], 0)
-
-        def relu_gpu(x):
-            out = cuda.device_array(x.shape, dtype=x.dtype)
-            relu_kernel[4, 256](cuda.to_device(x), out)
-            return out.copy_to_host()
-        """),
-    ),
-    (
-        "relu_cuda",
-        "128 threads, math.ceil, explicit index",
+        "grid-stride loop on a capped grid of 128-thread blocks",
         M("""
         import math
 
         @cuda.jit
         def relu_kernel(x, out):
-            i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
-            if i < x.shape[0]:
-                out[i] = x[i] if x[i] > 0 else 0
+            start = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+            for i in range(start, x.shape[0], cuda.gridsize(1)):
+                out[i] = max(x[i], 0)
 
         def relu_gpu(x):
             threads = 128
+            blocks = min(math.ceil(x.size / threads), 8)
             out = cuda.device_array_like(x)
-            relu_kernel[math.ceil(x.size / threads), threads](cuda.to_device(x), out)
+            relu_kernel[blocks, threads](cuda.to_device(x), out)
             return out.copy_to_host()
         """),
     ),
