@@ -25,15 +25,13 @@ only when the output is not finite).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from nnlib import functional as F
 from nnlib.gradient_check import numerical_gradient, relative_error
 from nnlib.testing import tolerance
 
-from .checks import CheckFailed, SubCheck, WrongAnswer, exercise, expect, quiet
+from .checks import CheckFailed, WrongAnswer, exercise, expect, quiet
 from .numba_checks import add_numba_subchecks, call_nopython, dispatcher, expect_no_races
 
 
@@ -914,41 +912,6 @@ add_numba_subchecks(
 )
 
 
-class _RememberedFacts:
-    """The learner's function, with the prange count of ``facts(sample)`` remembered by
-    its source (and kind): finding it compiles a fresh parallel copy, most of a second,
-    and the in-process catalogue grades the same solution dozens of times. What the
-    function is (``facts()`` without a sample) is asked every time."""
-
-    _counts: ClassVar[dict] = {}
-
-    def __init__(self, fn):
-        self._fn = fn
-
-    def __getattr__(self, name):
-        return getattr(self._fn, name)
-
-    def __call__(self, *args, **kwargs):
-        return self._fn(*args, **kwargs)
-
-    def facts(self, sample=None):
-        if sample is None or not self._fn.source:
-            return self._fn.facts(sample)
-        plain = self._fn.facts()
-        key = (self._fn.name, self._fn.source, repr(sorted(plain.items())))
-        if key not in self._counts:
-            facts = self._fn.facts(sample)
-            self._counts[key] = (facts.get("prange_loops"), facts.get("compile_error"))
-        prange_loops, compile_error = self._counts[key]
-        return {**plain, "prange_loops": prange_loops, "compile_error": compile_error}
-
-
-_parallel = numba_ex.subchecks[-1]
-numba_ex.subchecks[-1] = SubCheck(
-    _parallel.description, lambda fn, _run=_parallel.run: _run(_RememberedFacts(fn))
-)
-
-
 def _kernel(fn):
     return dispatcher(fn, _NAME, _SIG)
 
@@ -1098,9 +1061,9 @@ def _(log_softmax_numba):
         )
     except CheckFailed as err:
         raise CheckFailed(f"{err}\n  (races are judged once one row is right)") from None
-    # threads only where Numba made a parallel loop (known from the check above, so no
-    # compile here): a serial kernel cannot race, one run judges it
-    facts = _RememberedFacts(fn).facts(_numba_sample())
+    # threads only where Numba made a parallel loop (the count is remembered from the
+    # check above: no second compile); a serial kernel cannot race, one run judges it
+    facts = fn.facts(_numba_sample())
     threads = facts["parallel"] and bool(facts.get("prange_loops"))
     try:
         expect_no_races(

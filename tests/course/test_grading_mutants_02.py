@@ -3,8 +3,7 @@ fails its own exercise only, and the feedback names it (see ``mutant_harness.py`
 
 Mutants are edits of the solution's answer cell (``mutate``), so the planted defect is
 what the line shows. ``ALTERNATIVES`` are correct answers written differently from the
-solution: each passes every check of its exercise. ``NNLIB_CALLS`` answer with nnlib's
-own version of the exercise: reported by name.
+solution: each passes every check of its exercise.
 """
 
 from __future__ import annotations
@@ -246,6 +245,16 @@ MUTANTS = [
         ),
         "overflows",
     ),
+    (  # stability: a stable softmax, then its log: log(0) for a label far below the max
+        "softmax_cross_entropy",
+        "log of a stable softmax",
+        mutate(
+            CE,
+            _CE_LOGP,
+            "e = np.exp(shifted)\n    logp = np.log(e / e.sum(axis=1, keepdims=True))",
+        ),
+        "softmax rounds the small probabilities to 0",
+    ),
     (  # stability: log(sum(exp(z))) shifted by the batch's maximum only
         "softmax_cross_entropy",
         "batch maximum",
@@ -366,6 +375,12 @@ MUTANTS = [
         mutate(NUMBA, "out = np.empty_like(z)", "out = np.empty((n, c))"),
         "dtype float64, expected float32",
     ),
+    (  # input modification: the output written over the logits
+        "log_softmax_numba",
+        "writes into z",
+        mutate(NUMBA, "out = np.empty_like(z)", "out = z  # no copy needed"),
+        "log_softmax_numba changed its argument z in place",
+    ),
     (  # the last row is never written
         "log_softmax_numba",
         "off by one",
@@ -417,6 +432,30 @@ MUTANTS = [
             return out
         """),
         "`row[j]` is written by every prange iteration",
+    ),
+    # ------------------------------------------------- nnlib's own version, named
+    (
+        "log_softmax",
+        "nnlib's log_softmax",
+        M("""
+        import nnlib.functional
+
+        def log_softmax(z):
+            return nnlib.functional.log_softmax(z, backend="numpy")
+        """),
+        "calls nnlib.functional.log_softmax",
+    ),
+    (
+        "softmax_cross_entropy",
+        "nnlib's loss",
+        M("""
+        from nnlib.losses import SoftmaxCrossEntropy
+
+        def softmax_cross_entropy(z, y):
+            loss = SoftmaxCrossEntropy()
+            return loss(z, y), loss.backward()
+        """),
+        "calls nnlib.losses",
     ),
 ]
 
@@ -559,38 +598,26 @@ def test_a_correct_alternative_passes_every_check(exercise, alternative, source)
     assert SET.verdict(exercise, ns) is None
 
 
-# ------------------------------------------------------ nnlib's own version, named
+# ------------------------------------------- no hint without the evidence for it
 
-NNLIB_CALLS = [
-    (
-        "log_softmax",
-        M("""
-        import nnlib.functional
-
-        def log_softmax(z):
-            return nnlib.functional.log_softmax(z, backend="numpy")
-        """),
-        "calls nnlib.functional.log_softmax",
-    ),
-    (
-        "softmax_cross_entropy",
-        M("""
-        from nnlib.losses import SoftmaxCrossEntropy
-
-        def softmax_cross_entropy(z, y):
-            loss = SoftmaxCrossEntropy()
-            return loss(z, y), loss.backward()
-        """),
-        "calls nnlib.losses",
-    ),
+NOT_SAID = [
+    # stable, with a 1e-8 in the log: its output is finite, so no word of overflowing
+    ("log_softmax", "1e-8 inside the log", "overflow"),
+    ("softmax_cross_entropy", "1e-8 inside the log", "overflow"),
+    # shifting the caller's logits is reported as such, not as a wrong derivative
+    ("softmax_cross_entropy", "shifts the caller's logits in place", "derive"),
+    # a wrong loss with a right gradient: the gradient is not blamed
+    ("mse", "loss halved", "differentiate your loss again"),
+    ("softmax_cross_entropy", "loss of the mean logit", "derive d loss / d z again"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("exercise", "source", "named"), NNLIB_CALLS, ids=[e for e, _, _ in NNLIB_CALLS]
+    ("exercise", "mutant", "phrase"), NOT_SAID, ids=[f"{e}: {m}" for e, m, _ in NOT_SAID]
 )
-def test_an_answer_that_calls_nnlibs_version_is_named_and_fails(exercise, source, named):
+def test_the_feedback_names_no_mistake_without_its_evidence(exercise, mutant, phrase):
+    (source,) = [src for e, m, src, _ in MUTANTS if (e, m) == (exercise, mutant)]
     ns = SET.solved()
-    exec(_compile(source, f"<nnlib answer:{exercise}>"), ns)
+    exec(_compile(source, f"<mutant of answer:{exercise}>"), ns)
     verdict = SET.verdict(exercise, ns)
-    assert verdict is not None and named in verdict, verdict
+    assert verdict is not None and phrase not in verdict, verdict
