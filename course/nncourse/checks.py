@@ -150,11 +150,17 @@ def _describe(value) -> str:
 
 
 def matches(got, wrong) -> bool:
+    """True when ``got`` is the wrong answer ``wrong``: same shape, equal within the
+    grading tolerance of ``got``'s dtype (a close fingerprint, not a rough likeness)."""
     try:
-        wrong = to_host(wrong)
-        return got.shape == wrong.shape and bool(
-            np.allclose(got, wrong, rtol=1e-5, atol=1e-8, equal_nan=True)
-        )
+        got, wrong = np.asarray(to_host(got)), np.asarray(to_host(wrong))
+        if got.shape != wrong.shape:
+            return False
+        try:
+            atol, rtol = tolerance(got.dtype)
+        except KeyError:  # integers, booleans: exact
+            atol, rtol = 0.0, 0.0
+        return bool(np.allclose(got, wrong, rtol=rtol, atol=atol, equal_nan=True))
     except Exception:  # a wrong answer that cannot even be computed matches nothing
         return False
 

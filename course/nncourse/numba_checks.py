@@ -59,6 +59,17 @@ def _is_prange(node) -> bool:
     )
 
 
+def _assigned_names(target) -> set[str]:
+    """The names an assignment target binds whole (``a``, ``a, b``), not subscripts."""
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return {n for t in target.elts for n in _assigned_names(t)}
+    if isinstance(target, ast.Starred):
+        return _assigned_names(target.value)
+    return set()
+
+
 def prange_problems(source: str | None) -> dict[str, list[str]]:
     """What the ``prange`` loops in ``source`` get wrong, read from the code:
 
@@ -93,8 +104,10 @@ def prange_problems(source: str | None) -> dict[str, list[str]]:
                             if isinstance(node, (ast.AugAssign, ast.For))
                             else node.targets
                         )
+                        # only names assigned whole become per-iteration values: in
+                        # `row[j] = z[i, j]`, neither row nor j does
                         for t in targets:
-                            tainted |= {n.id for n in ast.walk(t) if isinstance(n, ast.Name)}
+                            tainted |= _assigned_names(t)
         local = {
             t.id
             for node in ast.walk(body)

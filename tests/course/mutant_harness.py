@@ -43,6 +43,21 @@ def mutate(source: str, *edits: str) -> str:
     return source
 
 
+_MISSING = object()
+
+
+def _global_names(fn) -> set[str]:
+    """The global names a function reads (its own code and nested code)."""
+    code = getattr(getattr(fn, "py_func", None) or fn, "__code__", None)
+    names: set[str] = set()
+    stack = [code] if code is not None else []
+    while stack:
+        c = stack.pop()
+        names |= set(c.co_names)
+        stack += [k for k in c.co_consts if hasattr(k, "co_names")]
+    return names
+
+
 def ids(mutants) -> list[str]:
     return [f"{ex}: {name}" for ex, name, _, _ in mutants]
 
@@ -88,6 +103,7 @@ class ExerciseSet:
         self.gpu = frozenset(gpu)
         self._namespace = namespace
         self._solved = {}
+        self._verdicts: dict = {}
         nb = nbformat.read(self.path, as_version=4)
         self.answers = {tagged(c, ANSWER): c.source for c in nb.cells if tagged(c, ANSWER)}
         self.setup = [c.source for c in nb.cells if "setup" in c.metadata.get("tags", [])]
@@ -123,8 +139,39 @@ class ExerciseSet:
             return f"{out.getvalue()}\n{err}"
         return None
 
+    def reads(self, name: str, ns: dict) -> set[str]:
+        """Every global name exercise ``name``'s functions read, following the functions
+        they read in turn (their own code and nested code)."""
+        seen: set[str] = set()
+        todo = list(EXERCISES[name].functions)
+        while todo:
+            current = todo.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            todo += sorted(_global_names(ns.get(current)) - seen)
+        return seen
+
     def failures(self, ns: dict, with_cuda: bool = False) -> dict[str, str]:
-        verdicts = {n: self.verdict(n, ns) for n in self.names(with_cuda)}
+        """The failing exercises of namespace ``ns``. An exercise none of whose functions
+        (or the globals they read) differ from the solved namespace keeps the solution's
+        cached verdict: a mutant replaces one answer cell, so only the exercises that can
+        see the change are graded again."""
+        solved = self.solved(with_cuda)
+        changed = {
+            k
+            for k in ns.keys() | solved.keys()
+            if ns.get(k, _MISSING) is not solved.get(k, _MISSING)
+        }
+        verdicts = {}
+        for name in self.names(with_cuda):
+            if changed & self.reads(name, solved):
+                verdicts[name] = self.verdict(name, ns)
+            else:
+                key = (name, with_cuda)
+                if key not in self._verdicts:
+                    self._verdicts[key] = self.verdict(name, solved)
+                verdicts[name] = self._verdicts[key]
         return {n: msg for n, msg in verdicts.items() if msg is not None}
 
     def assert_solutions_pass(self, with_cuda: bool = False) -> None:
