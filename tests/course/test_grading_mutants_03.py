@@ -207,7 +207,7 @@ MUTANTS = [
         "ce_backward",
         "epsilon in the softmax",
         mutate(CE, "e / e.sum(axis=1, keepdims=True)", "e / (e.sum(axis=1, keepdims=True) + 1e-8)"),
-        "close to the right one but not within float64's tolerance",
+        "close to the right one (within 1e-5) but not within float64",
     ),
     # -------------------------------------------------------------- mlp_backward
     (
