@@ -18,16 +18,12 @@ of many blocks.
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 
 from nnlib import functional as F
 from nnlib.gradient_check import relative_error
 from nnlib.testing import tolerance
 
-from . import learner
 from .checks import (
     CheckFailed,
     WrongAnswer,
@@ -38,63 +34,6 @@ from .checks import (
     quiet,
 )
 from .numba_checks import add_numba_subchecks, expect_every_element_written
-
-
-def _accept_simulator_arrays() -> None:
-    """Treat the CUDA simulator's device arrays as device arrays, on both sides.
-
-    ``FakeCUDAArray`` has ``copy_to_host`` but no ``__cuda_array_interface__``, so
-    :func:`nncourse.learner._is_device_array` misses it: ``fn.launch`` would bring back
-    the simulator's arrays as objects (``Unsupported`` in ``make grade``) and a device
-    array returned by ``relu_gpu`` would not be reported as one. This module is imported
-    in the learner's kernel too (``nncourse`` registers every set), so the launch there
-    copies them back like a GPU's. (To be folded into :mod:`nncourse.learner`.)
-    """
-    original = learner._is_device_array
-    if getattr(original, "accepts_simulator", False):
-        return
-
-    def is_device_array(value) -> bool:
-        return original(value) or type(value).__name__ == "FakeCUDAArray"
-
-    is_device_array.accepts_simulator = True
-    learner._is_device_array = is_device_array
-
-
-_accept_simulator_arrays()
-
-
-class _SimulatorSwitch:
-    """Let the setup cell's ``NUMBA_ENABLE_CUDASIM`` reach numba in ``make grade`` too.
-
-    The notebook's first cell turns the CUDA simulator on where there is no GPU, "before
-    numba is imported". In the trusted grader's kernel numba is imported earlier, by the
-    grader's own bootstrap (``nncourse`` imports nnlib), and numba reads the switch only
-    when it is imported. This import hook, installed while ``numba.cuda`` is not imported
-    yet, gives numba's configuration the switch's value just before ``numba.cuda`` is
-    imported, as if numba had been imported after the cell set it. Where the switch was
-    set before numba's import (a notebook, ``make test``) it changes nothing. (To be done
-    by the grader's kernel session instead.)
-    """
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "numba.cuda":
-            return None
-        sys.meta_path.remove(self)
-        config = sys.modules.get("numba.core.config")
-        wanted = os.environ.get("NUMBA_ENABLE_CUDASIM")
-        if config is not None and wanted is not None:
-            try:
-                config.ENABLE_CUDASIM = int(wanted)
-            except ValueError:
-                pass  # numba itself will complain about the value
-        return None  # the import itself proceeds as usual
-
-
-if "numba.cuda" not in sys.modules and not any(
-    isinstance(f, _SimulatorSwitch) for f in sys.meta_path
-):
-    sys.meta_path.insert(0, _SimulatorSwitch())
 
 
 def ref(name, *args, **kwargs):

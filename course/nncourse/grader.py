@@ -154,16 +154,19 @@ def _grade_exercise(session, plan: Plan, name: str, answer_cell) -> ExerciseResu
         return ExerciseResult(name, 0, points, "timeout", feedback)
     sources = {f: function_source(source, f) for f in ex.functions}
     stubs = [f for f, src in sources.items() if src is not None and STUB_MARK in src]
-    # the static scan for nnlib's own version reads the whole answer cell, with the
-    # imports of the setup cells (``import nnlib.functional as F``) before it
+    # the static scan for nnlib's own version reads each function's code with the
+    # imports before it (the setup cells', ``import nnlib.functional as F``, and the
+    # answer cell's): what the grade cell's quick feedback scans too, plus the imports
     imports = "\n".join(
         line
-        for cell in plan.setup
+        for cell in (*plan.setup, source)
         for line in cell.splitlines()
-        if line.lstrip().startswith(("import ", "from "))
+        if line.startswith(("import ", "from "))
     )
-    scanned = f"{imports}\n{source}"
-    functions = [RemoteFunction(f, session, ex, sources[f], scanned) for f in ex.functions]
+    functions = [
+        RemoteFunction(f, session, ex, sources[f], f"{imports}\n{sources[f] or ''}")
+        for f in ex.functions
+    ]
     if not stubs:
         undefined = []
         for fn in functions:

@@ -73,8 +73,8 @@ def _assigned_names(target) -> set[str]:
 def prange_problems(source: str | None) -> dict[str, list[str]]:
     """What the ``prange`` loops in ``source`` get wrong, read from the code:
 
-    * ``"constant"``: a ``prange`` over a constant trip count (``prange(1)``): one
-      iteration cannot run in parallel;
+    * ``"constant"``: a ``prange`` of at most one iteration (``prange(1)``): it cannot run
+      in parallel (a constant chunk count such as ``prange(8)`` can);
     * ``"shared"``: writes inside a ``prange`` loop to an array element whose index does
       not depend on the loop's index (threads update the same element at once: a race,
       or a serial loop inside a parallel wrapper doing all the work).
@@ -89,7 +89,10 @@ def prange_problems(source: str | None) -> dict[str, list[str]]:
     for loop in ast.walk(tree):
         if not _is_prange(loop):
             continue
-        if all(isinstance(a, ast.Constant) for a in loop.iter.args):
+        args = loop.iter.args
+        if all(isinstance(a, ast.Constant) for a in args) and (
+            len(args) == 1 and isinstance(args[0].value, int) and args[0].value <= 1
+        ):  # prange(1): one iteration; a constant chunk count like prange(8) is parallel
             problems["constant"].append(ast.unparse(loop.iter))
         tainted = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
         body = ast.Module(body=loop.body, type_ignores=[])

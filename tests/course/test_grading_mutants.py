@@ -20,9 +20,7 @@ import numpy as np
 import pytest
 from mutant_harness import ExerciseSet, M, _compile, ids, mutate
 
-from nncourse import EXERCISES, check
-
-_MISSING = object()
+from nncourse import check
 
 
 def _globals(with_cuda: bool) -> dict:
@@ -39,58 +37,7 @@ def _globals(with_cuda: bool) -> dict:
     return ns
 
 
-def _global_names(fn) -> set[str]:
-    """The global names a solution function reads (its own code and nested code)."""
-    code = getattr(getattr(fn, "py_func", None) or getattr(fn, "fn", None) or fn, "__code__", None)
-    names: set[str] = set()
-    stack = [code] if code is not None else []
-    while stack:
-        c = stack.pop()
-        names |= set(c.co_names)
-        stack += [k for k in c.co_consts if hasattr(k, "co_names")]
-    return names
-
-
-class ActivationSet(ExerciseSet):
-    """The harness's set, with one saving: an exercise whose functions, and every global
-    name they read, are the very objects of the solved notebook gets the solution's own
-    (cached) verdict instead of being graded again. A mutant replaces one answer cell, so
-    only the exercises that can see the change are graded again (its own one, in this
-    set, whose answers do not call each other); the assertion is the harness's."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._verdicts: dict = {}
-
-    def _reads(self, name: str, solved: dict) -> set[str]:
-        names = set(EXERCISES[name].functions)
-        for f in EXERCISES[name].functions:
-            names |= _global_names(solved[f])
-        return names
-
-    def _solution_verdict(self, name: str, with_cuda: bool):
-        key = (name, with_cuda)
-        if key not in self._verdicts:
-            self._verdicts[key] = self.verdict(name, self.solved(with_cuda))
-        return self._verdicts[key]
-
-    def failures(self, ns: dict, with_cuda: bool = False) -> dict[str, str]:
-        solved = self.solved(with_cuda)
-        changed = {
-            k
-            for k in ns.keys() | solved.keys()
-            if ns.get(k, _MISSING) is not solved.get(k, _MISSING)
-        }
-        verdicts = {}
-        for name in self.names(with_cuda):
-            if changed & self._reads(name, solved):
-                verdicts[name] = self.verdict(name, ns)
-            else:
-                verdicts[name] = self._solution_verdict(name, with_cuda)
-        return {n: msg for n, msg in verdicts.items() if msg is not None}
-
-
-SET = ActivationSet("01_activations.ipynb", namespace=_globals, gpu={"relu_cuda"})
+SET = ExerciseSet("01_activations.ipynb", namespace=_globals, gpu={"relu_cuda"})
 A = SET.answers
 
 # (exercise, mutant, answer cell source, text the feedback must show)
