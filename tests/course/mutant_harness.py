@@ -90,6 +90,23 @@ def catalogue_tests(exercise_set: ExerciseSet, mutants):
     )
 
 
+def alternatives_test(exercise_set: ExerciseSet, alternatives):
+    """The test that each correct alternative ``(exercise, name, answer cell source)``
+    passes every check of its exercise. Assign it to a ``test_*`` name."""
+
+    @pytest.mark.parametrize(
+        ("exercise", "alternative", "source"),
+        alternatives,
+        ids=[f"{e}: {a}" for e, a, _ in alternatives],
+    )
+    def test_a_correct_alternative_passes_every_check(exercise, alternative, source):
+        ns = exercise_set.solved()
+        exec(_compile(source, f"<alternative of answer:{exercise}>"), ns)
+        assert exercise_set.verdict(exercise, ns) is None
+
+    return test_a_correct_alternative_passes_every_check
+
+
 class ExerciseSet:
     """The exercises of ``solutions/<notebook>``, solved in-process.
 

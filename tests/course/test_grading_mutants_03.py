@@ -13,7 +13,7 @@ NumPy mutant cannot stand for are here.
 from __future__ import annotations
 
 import pytest
-from mutant_harness import ExerciseSet, M, _compile, catalogue_tests, mutate
+from mutant_harness import ExerciseSet, M, _compile, alternatives_test, catalogue_tests, mutate
 
 SET = ExerciseSet("03_backprop.ipynb")
 A = SET.answers
@@ -573,15 +573,7 @@ ALTERNATIVES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("exercise", "alternative", "source"),
-    ALTERNATIVES,
-    ids=[f"{e}: {a}" for e, a, _ in ALTERNATIVES],
-)
-def test_a_correct_alternative_passes_every_check(exercise, alternative, source):
-    ns = SET.solved()
-    exec(_compile(source, f"<alternative of answer:{exercise}>"), ns)
-    assert SET.verdict(exercise, ns) is None
+test_a_correct_alternative_passes_every_check = alternatives_test(SET, ALTERNATIVES)
 
 
 # ------------------------------------------------------ nnlib's own version, named

@@ -8,7 +8,7 @@ so the planted defect is what the catalogue shows."""
 from __future__ import annotations
 
 import pytest
-from mutant_harness import ExerciseSet, M, _compile, catalogue_tests, mutate
+from mutant_harness import ExerciseSet, M, _compile, alternatives_test, catalogue_tests, mutate
 
 import nncourse.learner
 
@@ -606,13 +606,7 @@ ALTERNATIVES = [
 ) = catalogue_tests(SET, MUTANTS)
 
 
-@pytest.mark.parametrize(
-    ("exercise", "name", "source"), ALTERNATIVES, ids=[f"{e}: {n}" for e, n, _ in ALTERNATIVES]
-)
-def test_correct_alternative_passes_every_check(exercise, name, source):
-    ns = SET.solved()
-    exec(_compile(source, f"<alternative of answer:{exercise}>"), ns)
-    assert SET.verdict(exercise, ns) is None
+test_correct_alternative_passes_every_check = alternatives_test(SET, ALTERNATIVES)
 
 
 # Answers that call nnlib's own version of the exercise: refused by name (no hint to
