@@ -77,9 +77,12 @@ def prange_problems(source: str | None) -> dict[str, list[str]]:
       in parallel (a constant chunk count such as ``prange(8)`` can);
     * ``"shared"``: writes inside a ``prange`` loop to an array element whose index does
       not depend on the loop's index (threads update the same element at once: a race,
-      or a serial loop inside a parallel wrapper doing all the work).
+      or a serial loop inside a parallel wrapper doing all the work);
+    * ``"serial"``: ``prange`` loops that write into arrays but never at an index that
+      depends on the loop's own index: the loop does not split the work (a serial loop
+      inside a ``prange`` wrapper, ``k = 1; for _ in prange(k): for i in range(n): ...``).
     """
-    problems: dict[str, list[str]] = {"constant": [], "shared": []}
+    problems: dict[str, list[str]] = {"constant": [], "shared": [], "serial": []}
     if not source:
         return problems
     try:
@@ -118,6 +121,7 @@ def prange_problems(source: str | None) -> dict[str, list[str]]:
             for t in node.targets
             if isinstance(t, ast.Name)
         }
+        writes, split = 0, 0
         for node in ast.walk(body):
             targets = (
                 node.targets
@@ -129,9 +133,14 @@ def prange_problems(source: str | None) -> dict[str, list[str]]:
                     continue
                 if t.value.id in local:
                     continue  # an array made inside the loop belongs to one iteration
+                writes += 1
                 index = {n.id for n in ast.walk(t.slice) if isinstance(n, ast.Name)}
-                if not index & tainted:
+                if index & tainted:
+                    split += 1
+                else:
                     problems["shared"].append(ast.unparse(t))
+        if writes and not split:
+            problems["serial"].append(ast.unparse(loop.iter))
     return problems
 
 
@@ -258,6 +267,14 @@ def add_numba_subchecks(ex: Exercise, name: str, signature: str, sample, loop_hi
             raise CheckFailed(
                 f"your loop `{problems['constant'][0]}` has a fixed number of iterations, so "
                 f"one thread does all the work. Hint: write {loop_hint}."
+            )
+        if problems["serial"]:
+            raise CheckFailed(
+                f"your `for ... in {problems['serial'][0]}` loop never writes at an index "
+                "that depends on its own loop variable, so it does not split the work "
+                "between threads: a serial loop inside it does everything (in every "
+                f"iteration, or in one). Hint: write {loop_hint}, and index the output with "
+                "that loop's variable."
             )
 
 

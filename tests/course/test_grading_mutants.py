@@ -404,6 +404,19 @@ MUTANTS = [
     ),
     (
         "relu_numba",
+        "prange(k) with k = 1 around a serial loop",
+        mutate(
+            A["relu_numba"],
+            "    for i in prange(x.size):\n        out[i] = x[i] if x[i] > 0 else 0",
+            "    k = 1\n"
+            "    for _ in prange(k):\n"
+            "        for i in range(x.size):\n"
+            "            out[i] = x[i] if x[i] > 0 else 0",
+        ),
+        "does not split the work",
+    ),
+    (
+        "relu_numba",
         "kernel writes into x",
         mutate(
             A["relu_numba"],
