@@ -25,11 +25,14 @@ from nnlib.gradient_check import relative_error
 from nnlib.testing import tolerance
 
 from .checks import (
+    SHAPES,
     CheckFailed,
     WrongAnswer,
+    ends_of_range,
     exercise,
     expect,
     expect_property,
+    expect_shapes,
     matches,
     quiet,
 )
@@ -38,10 +41,6 @@ from .numba_checks import add_numba_subchecks, expect_every_element_written
 
 def ref(name, *args, **kwargs):
     return getattr(F, name)(*args, backend="numpy", **kwargs)
-
-
-# every shape the elementwise functions take besides (4, 6): 1-D, 3-D and empty ones
-SHAPES = ((7,), (2, 3, 4), (0,), (2, 0, 3))
 
 
 def _grid(dtype=np.float64, shape=(4, 6), seed=0):
@@ -67,14 +66,6 @@ def _dy(x, seed=2):
     """An upstream gradient without zeros: an in-place `dy *= mask` changes it."""
     dy = np.random.default_rng(seed).standard_normal(x.shape)
     return np.where(np.abs(dy) < 0.05, 1.0, dy).astype(x.dtype)
-
-
-def _ends_of_range(dtype):
-    """The largest, the smallest normal and subnormal numbers of ``dtype``, both signs."""
-    f = np.finfo(dtype)
-    values = [f.max, -f.max, f.max / 3, -f.max / 3, f.tiny, -f.tiny]
-    values += [f.smallest_subnormal, -f.smallest_subnormal, 1.0, -1.0, 0.0]
-    return np.array(values, dtype=dtype)
 
 
 def _same(got, want) -> bool:
@@ -210,17 +201,18 @@ SHAPE_ERRORS = [
 
 def _elementwise_shapes(forward, backward, ref_forward, ref_backward, name, backward_name):
     """The forward and backward pass on every shape of SHAPES (float64 and float32)."""
-    for i, shape in enumerate(SHAPES):
-        dtype = np.float32 if i % 2 else np.float64
+
+    def inputs(shape, dtype, i):
         x = _grid(dtype, shape, seed=40 + i)
+        return (x,), {"x": x}
+
+    def with_dy(shape, dtype, i):
+        (x,), _ = inputs(shape, dtype, i)
         dy = _dy(x, seed=50 + i)
-        expect(forward(x), ref_forward(x), f"{name}(x) for x of shape {shape}", inputs={"x": x})
-        expect(
-            backward(dy, x),
-            ref_backward(dy, x),
-            f"{backward_name}(dy, x) for x of shape {shape}",
-            inputs={"dy": dy, "x": x},
-        )
+        return (dy, x), {"dy": dy, "x": x}
+
+    expect_shapes(forward, inputs, ref_forward, f"{name}(x)")
+    expect_shapes(backward, with_dy, ref_backward, f"{backward_name}(dy, x)")
 
 
 RELU_RANGE_HINT = (
@@ -238,7 +230,7 @@ LEAKY_RANGE_HINT = (
 def _elementwise_range(forward, backward, ref_forward, ref_backward, name, backward_name, hint):
     """The forward and backward pass at the ends of the float range, both dtypes."""
     for dtype in (np.float64, np.float32):
-        x = _ends_of_range(dtype)
+        x = ends_of_range(dtype)
         dy = np.roll(x, 3)
         label = np.dtype(dtype).name
         got = _finite_without_warnings(forward, x, name, hint)

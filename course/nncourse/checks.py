@@ -224,6 +224,36 @@ def expect(
         raise CheckFailed(message) from None
 
 
+# ----------------------------------------------------- the contract, for any exercise
+
+# every shape an elementwise or row-wise function should take besides a plain 2-D one:
+# 1-D, 3-D and empty ones
+SHAPES = ((7,), (2, 3, 4), (0,), (2, 0, 3))
+DTYPES = (np.float64, np.float32)
+
+
+def ends_of_range(dtype) -> np.ndarray:
+    """The largest, the smallest normal and subnormal numbers of ``dtype``, both signs
+    (and 1, -1, 0): inputs for "exact over the whole range"."""
+    f = np.finfo(dtype)
+    values = [f.max, -f.max, f.max / 3, -f.max / 3, f.tiny, -f.tiny]
+    values += [f.smallest_subnormal, -f.smallest_subnormal, 1.0, -1.0, 0.0]
+    return np.array(values, dtype=dtype)
+
+
+def expect_shapes(fn, make_args, reference, what: str, *, shapes=SHAPES, dtypes=DTYPES):
+    """``fn`` is right on every shape of ``shapes``, the dtypes taken in turn.
+
+    ``make_args(shape, dtype, i)`` returns ``(args, named)``: the argument tuple and the
+    named input arrays to show at the worst element (or None). ``what`` is a call such as
+    ``"relu(x)"``; the failure names the shape.
+    """
+    for i, shape in enumerate(shapes):
+        dtype = dtypes[i % len(dtypes)]
+        args, named = make_args(shape, dtype, i)
+        expect(fn(*args), reference(*args), f"{what} for x of shape {shape}", inputs=named)
+
+
 def expect_rate(hits: int, n: int, p: float, what: str, *, sigmas: float = 5.0) -> None:
     """Fail unless ``hits / n`` is within ``sigmas`` binomial standard errors of ``p``.
 
