@@ -20,29 +20,9 @@ import warnings
 import numpy as np
 
 try:
-    from .learner import (
-        call_and_watch,
-        cuda_launch,
-        decode,
-        encode,
-        function_facts,
-        leaves,
-        parameter_names,
-        read_message,
-        write_message,
-    )
+    from . import learner
 except ImportError:  # loaded on its own by the grader's bootstrap (see remote.BOOTSTRAP)
-    from _nncourse_learner import (  # type: ignore[no-redef]
-        call_and_watch,
-        cuda_launch,
-        decode,
-        encode,
-        function_facts,
-        leaves,
-        parameter_names,
-        read_message,
-        write_message,
-    )
+    import _nncourse_learner as learner  # type: ignore[no-redef]
 
 
 def _namespace() -> dict:
@@ -87,7 +67,7 @@ def _error(err: BaseException) -> dict:
 
 def serve(path: str) -> None:
     """Answer the request at ``path`` (``.json`` + ``.npz``) into ``path + ".out"``."""
-    payload, arrays = read_message(path)
+    payload, arrays = learner.read_message(path)
     out_arrays: dict = {}
     answer: dict = {}
     caught: list = []
@@ -96,23 +76,23 @@ def serve(path: str) -> None:
         if fn is None:
             raise NameError(f"name {payload['name']!r} is not defined")
         op = payload["op"]
-        args = decode(payload["args"], arrays, _resolve)
-        kwargs = decode(payload.get("kwargs", {"d": {}}), arrays, _resolve)
+        args = learner.decode(payload["args"], arrays, _resolve)
+        kwargs = learner.decode(payload.get("kwargs", {"d": {}}), arrays, _resolve)
         if op == "facts":
-            answer["facts"] = function_facts(fn, args if payload.get("sample") else None)
-            answer["facts"]["params"] = parameter_names(fn, 64)
+            answer["facts"] = learner.function_facts(fn, args if payload.get("sample") else None)
+            answer["facts"]["params"] = learner.parameter_names(fn, 64)
         elif op == "launch":
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                after = cuda_launch(
+                after = learner.cuda_launch(
                     fn, tuple(payload["grid"]), tuple(payload["block"]), args, payload.get("prefix")
                 )
-            answer["result"] = encode(after, out_arrays, "r")
+            answer["result"] = learner.encode(after, out_arrays, "r")
         else:
             with warnings.catch_warnings(record=True) as caught, np.errstate(**payload["errstate"]):
                 warnings.simplefilter("always")
-                call = call_and_watch(fn, args, kwargs)
-            answer["result"] = encode(call.result, out_arrays, "r")
+                call = learner.call_and_watch(fn, args, kwargs)
+            answer["result"] = learner.encode(call.result, out_arrays, "r")
             answer["modified"] = call.modified
             answer["modified_at"] = call.modified_at
             watched = [a for a in _arrays_in(args, kwargs)]
@@ -125,8 +105,8 @@ def serve(path: str) -> None:
     answer["warnings"] = [
         [w.category.__name__, str(w.message)] for w in caught if issubclass(w.category, Warning)
     ]
-    write_message(path + ".out", answer, out_arrays)
+    learner.write_message(path + ".out", answer, out_arrays)
 
 
 def _arrays_in(args, kwargs):
-    return [a for value in (*args, *kwargs.values()) for _, a in leaves(value)]
+    return [a for value in (*args, *kwargs.values()) for _, a in learner.leaves(value)]
