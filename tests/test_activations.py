@@ -60,6 +60,11 @@ def test_rowwise_matches_reference_on_every_axis(op, shape, dtype, backend):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("op", [*ELEMENTWISE, *ROWWISE])
 def test_non_contiguous_views(op, dtype, backend):
+    if SIMULATOR and backend == "cuda" and op in ROWWISE and dtype != np.float32:
+        pytest.skip(
+            "under the CUDA simulator (10 s a case) the row-wise layouts run in float32 "
+            "only: the host code that makes a view contiguous does not depend on the dtype"
+        )
     base = make_input((9, 14), dtype)
     # axis 0 of a strided view is the hardest layout; the simulator takes the last axis,
     # which has fewer rows (one GPU block each).
