@@ -86,6 +86,7 @@ class Layer:
 
     def __init__(self):
         self._params, self._grads = Slots(), Slots()
+        self._buffers = Slots()
         self.training = True
         self.built = True  # layers without parameters are always built
 
@@ -106,6 +107,17 @@ class Layer:
     @grads.setter
     def grads(self, values: dict) -> None:
         _fill(self._grads, values, f"{self!r}.grads")
+
+    @property
+    def buffers(self) -> Slots:
+        """State that is not learned but is saved with the model, by name (e.g.
+        BatchNorm1d's ``{"running_mean": (D,), "running_var": (D,)}``). The optimizer never
+        sees it; the model moves it to its backend with the parameters."""
+        return self._buffers
+
+    @buffers.setter
+    def buffers(self, values: dict) -> None:
+        _fill(self._buffers, values, f"{self!r}.buffers")
 
     def get_config(self) -> dict:
         """The constructor arguments that rebuild this layer (JSON-able values)."""

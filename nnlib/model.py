@@ -19,9 +19,10 @@ from . import functional as F
 from . import init as initializers
 from . import io, training
 from . import losses as losses_
-from ._arrays import assign, to_host, zeros_like_on
+from ._arrays import assign, to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
 from ._inputs import as_data, check_features, check_int, check_lengths
+from ._validate import is_device_array
 from .layers import Dense, Layer, NotBuiltError, Sigmoid, Softmax, layer_from_config
 from .optim import OPTIMIZERS, Optimizer, optimizer_from_config
 from .params import ParameterStore
@@ -64,6 +65,9 @@ class Sequential:
         self.stop_training = False
         self.record_outputs = False
         self.outputs: list = []
+        # with record_grads, backward keeps dL/d(output of layer i) in output_grads[i]
+        self.record_grads = False
+        self.output_grads: list = []
         self.store: ParameterStore | None = None  # made by build()
         self._train_plan = None  # the training.TrainStep train_on_batch keeps
         self._check_chain()
@@ -178,6 +182,14 @@ class Sequential:
             f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()
         }
 
+    def buffers(self) -> dict:
+        """Every layer's buffers (state saved with the model but not learned, such as
+        BatchNorm1d's running statistics), named like :meth:`parameters`: live arrays."""
+        self._require_built("buffers()")
+        return {
+            f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()
+        }
+
     def set_parameters(self, values: dict) -> None:
         """Copy ``values`` (a dict like :meth:`parameters`) into the parameters, in place."""
         params = self.parameters()
@@ -191,6 +203,10 @@ class Sequential:
         done when training starts on another backend and at the end of ``fit``)."""
         if self.store.to(backend):
             self._point_layers()
+        for layer in self.layers:  # buffers live where the parameters do
+            for k, v in layer.buffers.items():
+                if is_device_array(v) != (backend == "cuda"):
+                    layer.buffers.point(k, to_backend(v, backend))
 
     def astype(self, dtype) -> Sequential:
         """A deep copy of the model with every parameter (and gradient) cast to ``dtype``."""
@@ -198,7 +214,7 @@ class Sequential:
         clone = copy.deepcopy(self)
         clone.dtype, clone._train_plan = np.dtype(dtype), None
         for layer in clone.layers:
-            for slots in (layer.params, layer.grads):
+            for slots in (layer.params, layer.grads, layer.buffers):
                 for k, v in slots.items():
                     slots.point(k, np.asarray(v, dtype=dtype, order="C"))  # 0-d stays 0-d
         if clone.built:
@@ -241,8 +257,13 @@ class Sequential:
         first layer is a Dense the product that computes its input's gradient is skipped
         (``fit`` and ``train_on_batch`` do this).
         """
+        record = self.record_grads
+        if record:
+            self.output_grads = [None] * len(self.layers)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
+            if record:
+                self.output_grads[i] = dout
             if i == 0 and not input_grad and isinstance(layer, Dense):
                 return layer.backward(dout, need_dx=False)
             dout = layer.backward(dout)
@@ -472,6 +493,7 @@ class Sequential:
         except TypeError as err:
             raise TypeError(f"save: {err}") from None
         arrays = {f"param/{k}": np.array(to_host(v)) for k, v in self.parameters().items()}
+        arrays.update({f"buffer/{k}": np.array(to_host(v)) for k, v in self.buffers().items()})
         header = {
             **config,
             "loss": losses_.name_of(self.loss),
@@ -524,6 +546,19 @@ class Sequential:
         if not model.built:
             model.build(seed=0)
         model.set_parameters({k: v.astype(model.dtype) for k, v in saved.items()})
+        held = {k[len("buffer/") :]: v for k, v in arrays.items() if k.startswith("buffer/")}
+        buffers = model.buffers()
+        if set(held) != set(buffers):
+            raise io.ModelFileError(
+                f"load: {path} holds buffers {sorted(held)}, but its layers need {sorted(buffers)}"
+            )
+        for name, value in held.items():
+            if value.shape != tuple(buffers[name].shape):
+                raise io.ModelFileError(
+                    f"load: buffer {name!r} in {path} has shape {value.shape}; its layer "
+                    f"needs {tuple(buffers[name].shape)}"
+                )
+            assign(buffers[name], value.astype(buffers[name].dtype))
         if header.get("loss"):
             model.loss = losses_.get(header["loss"], header.get("loss_reduction") or "mean")
         model._set_backend(backend)
