@@ -10,6 +10,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
+# pytest processes per run (pytest-xdist): "auto" is one per core; 0 runs the tests in
+# pytest's own process (e.g. for pdb: make test WORKERS=0 PYTEST_ARGS="-x --pdb").
+WORKERS ?= auto
 # The tests that run the cpu kernels, run a third time on their bounds-checked debug build.
 DEBUG_TESTS := $(addprefix tests/,test_kernels.py test_activations.py test_training_ops.py \
   test_model.py test_training_step.py test_public_checks.py test_gemm_cuda.py \
@@ -27,11 +30,11 @@ lab: $(VENV)/.installed-course
 test: $(VENV)/.installed-course-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -m "not cuda" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not cuda" -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 	@echo "--- CUDA kernels under the CUDA simulator (its own process: the simulator must be on before numba is imported)"
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -m cuda $(PYTEST_ARGS)
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -m cuda -n $(WORKERS) $(PYTEST_ARGS)
 	@echo "--- cpu kernels bounds-checked (NNLIB_DEBUG_KERNELS=1: serial, boundscheck=True, uncached; its own process: nnlib reads it at import)"
-	NNLIB_DEBUG_KERNELS=1 $(BIN)/python -m pytest -m "not cuda and not slow" $(DEBUG_TESTS) $(PYTEST_ARGS)
+	NNLIB_DEBUG_KERNELS=1 $(BIN)/python -m pytest -m "not cuda and not slow" -n $(WORKERS) $(DEBUG_TESTS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-course-test
 	$(BIN)/ruff check .
