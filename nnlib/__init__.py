@@ -34,6 +34,7 @@ from ._backend import (
 from .gradient_check import GradCheck, gradcheck
 from .layers import (
     ELU,
+    BatchNorm1d,
     Dense,
     Dropout,
     Layer,
@@ -56,6 +57,7 @@ __all__ = [
     "BACKENDS",
     "ELU",
     "BackendUnavailableError",
+    "BatchNorm1d",
     "Dense",
     "Dropout",
     "GradCheck",

@@ -35,6 +35,8 @@ from ._backend import dispatch, resolve_backend
 from ._validate import as_float_array, check_axis, check_like, check_scalar, is_device_array
 
 __all__ = [
+    "batch_norm",
+    "batch_norm_backward",
     "elu",
     "elu_backward",
     "gelu",
@@ -256,3 +258,164 @@ def log_softmax(x, axis: int = -1, *, backend: str | None = None):
 def log_softmax_backward(dy, x, axis: int = -1, *, backend: str | None = None):
     """``dy - softmax(x, axis) * sum(dy, axis)``."""
     return _unary_backward("log_softmax_backward", dy, x, backend, axis=axis)
+
+
+# ------------------------------------------------------------------------- batch norm
+
+
+def _check_feature_vector(v, name, x, *, cast=True):
+    """``v`` as a (D,) array of x's dtype where x lives (D = x.shape[1]); ``cast``: a host
+    array of another float dtype is converted (a copy), else refused."""
+    v = as_float_array(v, name)
+    on_gpu = is_device_array(x)
+    if is_device_array(v) != on_gpu:
+        if on_gpu:  # NOTE: nnlib never copies to the GPU implicitly
+            raise TypeError(
+                f"{name} is in host memory but x is a GPU array: copy {name} to the GPU once "
+                f"(numba.cuda.to_device({name})) and pass that"
+            )
+        raise TypeError(
+            f"{name} is a GPU array but x is in host memory: pass both on the GPU, or copy "
+            f"{name} to the host with {name}.copy_to_host()"
+        )
+    d = x.shape[1]
+    if tuple(v.shape) != (d,):
+        raise ValueError(
+            f"{name} must have shape (D,) = ({d},), one value per feature of x (shape "
+            f"{tuple(x.shape)}); got shape {tuple(v.shape)}"
+        )
+    if np.dtype(v.dtype) != np.dtype(x.dtype):
+        if on_gpu or not cast:
+            raise TypeError(
+                f"{name} must have the dtype of x, {np.dtype(x.dtype)}; got "
+                f"{np.dtype(v.dtype)}. Make it with x's dtype (.astype(np.{np.dtype(x.dtype)}))"
+            )
+        v = v.astype(x.dtype)
+    return v
+
+
+def _check_batch_norm(x, gamma, running_mean, running_var, training, eps, what):
+    """The checks shared by :func:`batch_norm` and :func:`batch_norm_backward`."""
+    x = as_float_array(x, "x")
+    if x.ndim != 2:
+        raise ValueError(
+            f"{what}: x must be 2-D, shape (N, D) (N examples, D features); got shape "
+            f"{tuple(x.shape)}"
+        )
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"{what}: training must be True or False; got {training!r}")
+    eps = check_scalar(eps, "eps", positive=True)
+    gamma = _check_feature_vector(gamma, "gamma", x)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(
+            f"{what}: give both running_mean and running_var, or neither; got only "
+            f"{'running_mean' if running_var is None else 'running_var'}"
+        )
+    if running_mean is not None:
+        running_mean = _check_feature_vector(running_mean, "running_mean", x, cast=False)
+        running_var = _check_feature_vector(running_var, "running_var", x, cast=False)
+    n = x.shape[0]
+    if training and n < 2:
+        raise ValueError(
+            f"{what}: training mode needs a batch of at least 2 examples to compute the "
+            f"variance of each feature; got a batch of {n}. Pass a larger batch, or use "
+            "training=False (with running_mean and running_var) for a single example"
+        )
+    if not training and running_mean is None:
+        raise ValueError(
+            f"{what}: evaluation mode (training=False) normalizes with running_mean and "
+            "running_var; pass them (or use training=True to use the batch's statistics)"
+        )
+    return x, gamma, running_mean, running_var, bool(training), eps
+
+
+def batch_norm(
+    x,
+    gamma,
+    beta,
+    *,
+    running_mean=None,
+    running_var=None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    backend: str | None = None,
+):
+    """Batch normalization of each feature over the batch (PyTorch's definitions).
+
+    ``y = gamma * (x - mean) / sqrt(var + eps) + beta``, where in training mode ``mean``
+    and ``var`` are the batch's, per feature, with the biased variance (divided by N),
+    and in evaluation mode the running statistics.
+
+    Parameters
+    ----------
+    x : array (N, D)
+        N >= 2 in training mode.
+    gamma, beta : arrays (D,)
+        the scale and the shift; cast to the dtype of ``x`` (on the host).
+    running_mean, running_var : arrays (D,) of x's dtype, or None
+        in training mode, if given, updated in place:
+        ``running = (1 - momentum) * running + momentum * batch_stat``, with the
+        unbiased variance (N / (N - 1)) in ``running_var``. Required in evaluation mode,
+        where they normalize and stay unchanged. GPU arrays for a GPU ``x``.
+    training : bool
+    momentum : float in [0, 1]
+    eps : float > 0, added to the variance
+
+    Returns ``y`` (N, D), with the dtype of ``x``.
+    """
+    x, gamma, running_mean, running_var, training, eps = _check_batch_norm(
+        x, gamma, running_mean, running_var, training, eps, "batch_norm"
+    )
+    beta = _check_feature_vector(beta, "beta", x)
+    momentum = check_scalar(momentum, "momentum")
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be in [0, 1]; got {momentum}")
+    if training and running_mean is not None and not is_device_array(running_mean):
+        for name, v in (("running_mean", running_mean), ("running_var", running_var)):
+            if not v.flags.writeable:
+                raise ValueError(
+                    f"batch_norm: {name} is read-only, but training mode updates it in "
+                    "place; pass a writeable copy (np.array(...)) or training=False"
+                )
+    op = _impl("batch_norm", backend, x)
+    y, _, _ = op(x, gamma, beta, running_mean, running_var, momentum, eps, int(training))
+    return y
+
+
+def batch_norm_backward(
+    dy,
+    x,
+    gamma,
+    *,
+    running_mean=None,
+    running_var=None,
+    training: bool = True,
+    eps: float = 1e-5,
+    backend: str | None = None,
+):
+    """Gradients of :func:`batch_norm`: returns ``(dx, dgamma, dbeta)``.
+
+    With ``xhat = (x - mean) * inv_std`` and ``dxhat = dy * gamma``:
+    ``dgamma = sum_n dy * xhat`` and ``dbeta = sum_n dy`` (D,); in training mode (the
+    statistics depend on every example) the compact form
+    ``dx = inv_std / N * (N * dxhat - sum_n dxhat - xhat * sum_n dxhat * xhat)`` (N, D);
+    in evaluation mode ``dx = dxhat * inv_std``.
+
+    ``dy`` (N, D) has the shape and dtype of ``x``; the other arguments are those of the
+    forward call. In training mode the batch statistics are computed again from ``x``
+    (a layer keeps them from its forward pass instead: :class:`nnlib.BatchNorm1d`);
+    ``running_mean``/``running_var`` are read (evaluation mode) and never changed.
+    """
+    x, gamma, running_mean, running_var, training, eps = _check_batch_norm(
+        x, gamma, running_mean, running_var, training, eps, "batch_norm_backward"
+    )
+    dy = check_like(dy, x)
+    # The statistics the forward pass normalized with, from the forward op (its y is not
+    # used; gamma stands in for beta). NOTE: no running statistics go to it in training
+    # mode, so nothing is updated here.
+    stats = (None, None) if training else (running_mean, running_var)
+    _, mean, inv_std = _impl("batch_norm", backend, x)(
+        x, gamma, gamma, *stats, 0.0, eps, int(training)
+    )
+    return _impl("batch_norm_backward", backend, x)(dy, x, gamma, mean, inv_std, int(training))

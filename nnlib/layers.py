@@ -27,6 +27,7 @@ from .params import Slots
 
 __all__ = [
     "ELU",
+    "BatchNorm1d",
     "Dense",
     "Dropout",
     "Layer",
@@ -527,3 +528,140 @@ class Dropout(Layer):
 
     def __repr__(self):
         return f"Dropout(p={self.p})"
+
+
+# ---------------------------------------------------------------------------- BatchNorm1d
+
+
+class BatchNorm1d(Layer):
+    """Batch normalization of each feature over the batch (PyTorch's ``BatchNorm1d``).
+
+    ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` for ``x`` (N, D). In training
+    (``layer.training``, set by the model: ``fit``, ``train_on_batch``, ``gradcheck``)
+    ``mean`` and ``var`` (D,) are the batch's, with the biased variance, and the running
+    statistics are updated: ``running = (1 - momentum) * running + momentum * stat``,
+    with the unbiased variance (N / (N - 1)) in ``running_var``. In evaluation
+    (``predict``, ``evaluate``) the running statistics normalize and stay unchanged.
+
+    Parameters ``gamma`` (D,) = 1 and ``beta`` (D,) = 0; buffers (saved with the model,
+    not learned) ``running_mean`` (D,) = 0 and ``running_var`` (D,) = 1, in the model's
+    dtype, on its backend.
+
+    Parameters
+    ----------
+    num_features : int or None
+        D; None infers it from the layer before when the model is built.
+    momentum : float in [0, 1]
+        the weight of the new batch in the running statistics.
+    eps : float > 0
+        added to the variance before the square root.
+
+    A training batch needs at least 2 examples (one has no variance): ``fit`` refuses a
+    ``batch_size`` whose last mini-batch would hold a single example.
+    """
+
+    def __init__(self, num_features: int | None = None, *, momentum: float = 0.1, eps=1e-5):
+        super().__init__()
+        if num_features is not None and (
+            isinstance(num_features, bool)
+            or not isinstance(num_features, numbers.Integral)
+            or num_features <= 0
+        ):
+            raise ValueError(
+                f"BatchNorm1d: num_features must be a positive int (or None, to infer it); "
+                f"got {num_features!r}"
+            )
+        for name, value in (("momentum", momentum), ("eps", eps)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"BatchNorm1d: {name} must be a number; got {value!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNorm1d: momentum must be in [0, 1]; got {momentum!r}")
+        if not (eps > 0 and np.isfinite(eps)):
+            raise ValueError(f"BatchNorm1d: eps must be a finite number > 0; got {eps!r}")
+        self.num_features = None if num_features is None else int(num_features)
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.built = False
+
+    def output_features(self, in_features):
+        return self.num_features if self.num_features is not None else in_features
+
+    def parameter_shapes(self, in_features):
+        d = self.num_features if self.num_features is not None else in_features
+        return {"gamma": (d,), "beta": (d,)}
+
+    def get_config(self) -> dict:
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
+
+    def build(self, in_features, rng, dtype):
+        if self.built:
+            return self.num_features
+        if in_features is None and self.num_features is None:
+            raise NotBuiltError(
+                f"{self!r}: the number of features is unknown; give BatchNorm1d(num_features) "
+                "or build the model with model.build(input_dim)"
+            )
+        if None not in (in_features, self.num_features) and in_features != self.num_features:
+            raise ValueError(
+                f"{self!r} expects {self.num_features} features, but the layer before it "
+                f"outputs {in_features}: make them agree (or leave num_features=None)"
+            )
+        d = self.num_features = self.num_features or in_features
+        self.params = {"gamma": np.ones(d, dtype), "beta": np.zeros(d, dtype)}
+        self.grads = {"gamma": np.zeros(d, dtype), "beta": np.zeros(d, dtype)}
+        self.buffers = {"running_mean": np.zeros(d, dtype), "running_var": np.ones(d, dtype)}
+        self.built = True
+        return d
+
+    def forward(self, x):
+        """``x`` (N, D) -> ``y`` (N, D); N >= 2 in training mode."""
+        if not self.built:
+            raise NotBuiltError(f"{self!r} is not built: build its model first")
+        gamma = self.params["gamma"]
+        if not (isinstance(x, np.ndarray) or is_device_array(x)):
+            raise TypeError(f"{self!r}: x must be an array; got {type(x).__name__}")
+        if x.ndim != 2 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{self!r}: input must have shape (N, {self.num_features}), one column per "
+                f"feature it was built with; got {tuple(x.shape)}"
+            )
+        if np.dtype(x.dtype) != np.dtype(gamma.dtype):
+            raise TypeError(f"{self!r}: input must have dtype {gamma.dtype}; got {x.dtype}")
+        training = bool(self.training)
+        if training and x.shape[0] < 2:
+            raise ValueError(
+                f"{self!r}: a training batch needs at least 2 examples (the variance of a "
+                f"single example is undefined); got {x.shape[0]}. Use batches of 2 or more, "
+                "or evaluation mode (model.predict, or layer.training = False) for one example"
+            )
+        if _host(x):  # the kernels take C-contiguous rows (GPU arrays are)
+            x = np.ascontiguousarray(x)
+        rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+        self.x, self.trained = x, training
+        y, self.mean, self.inv_std = _resolved(self, "batch_norm")(
+            x, gamma, self.params["beta"], rm, rv, self.momentum, self.eps, int(training)
+        )
+        return y
+
+    def backward(self, dy):
+        """``dy`` (N, D) -> ``dx`` (N, D); fills ``grads["gamma"]``, ``grads["beta"]`` (D,).
+
+        The mode is the one of the forward pass: in training the batch statistics depend
+        on every example, and ``dx`` has the mean terms of the compact form.
+        """
+        x = self._kept("x")
+        if not (isinstance(dy, np.ndarray) or is_device_array(dy)):
+            raise TypeError(f"{self!r}: dy must be an array; got {type(dy).__name__}")
+        if tuple(dy.shape) != tuple(x.shape):
+            raise ValueError(f"{self!r}: dy must have shape {tuple(x.shape)}; got {dy.shape}")
+        if np.dtype(dy.dtype) != np.dtype(x.dtype):
+            raise TypeError(f"{self!r}: dy must have dtype {x.dtype}; got {dy.dtype}")
+        if _host(dy):
+            dy = np.ascontiguousarray(dy)
+        dx, dgamma, dbeta = _resolved(self, "batch_norm_backward")(
+            dy, x, self.params["gamma"], self.mean, self.inv_std, int(self.trained)
+        )
+        self.grads["gamma"], self.grads["beta"] = dgamma, dbeta  # copied into the store
+        return dx
+
+    def __repr__(self):
+        return f"BatchNorm1d({self.num_features}, momentum={self.momentum}, eps={self.eps})"

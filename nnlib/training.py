@@ -25,7 +25,7 @@ from . import losses as losses_
 from ._arrays import to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
 from ._inputs import as_data, check_features, check_int, check_lengths
-from .layers import Dense, Dropout
+from .layers import BatchNorm1d, Dense, Dropout
 from .ops.gather import take_rows
 from .optim import Adam, Optimizer
 
@@ -245,6 +245,8 @@ def fit(
         X_val = y_val = None
     if len(X) == 0 and epochs > 0:
         raise ValueError("no training examples left (X is empty after the validation split)")
+    if epochs > 0:
+        _check_batch_norm_batches(model, len(X), batch_size)
     for layer in model.layers:  # each Dropout gets its own stream, derived from seed
         if isinstance(layer, Dropout):
             layer.reseed(rng.integers(2**63))
@@ -315,6 +317,24 @@ def fit(
         model._place("numpy")  # back to host memory: the end of fit is an explicit boundary
         bind(optimizer, model.store)
     return history
+
+
+def _check_batch_norm_batches(model, n: int, batch_size: int) -> None:
+    """Refuse, before training starts, a mini-batch of one example for a BatchNorm1d
+    (its variance is undefined); PyTorch would fail at that batch, mid-epoch."""
+    bn = [i for i, layer in enumerate(model.layers) if isinstance(layer, BatchNorm1d)]
+    smallest = n % batch_size or min(n, batch_size)  # the last mini-batch's size
+    if not bn or smallest != 1:
+        return
+    fits = [b for b in range(2, n + 1) if n % b != 1]
+    near = min(fits, key=lambda b: (abs(b - batch_size), b)) if fits else None
+    hint = f"a batch_size such as {near}" if near else "at least 2 training examples"
+    raise ValueError(
+        f"fit: with {n} training examples and batch_size={batch_size} a mini-batch holds a "
+        f"single example, and BatchNorm1d (layers[{bn[0]}]) cannot normalize a batch of one "
+        f"in training mode (its variance is undefined). Use {hint}, so that every "
+        "mini-batch has at least 2 examples, or drop one example"
+    )
 
 
 def _progress(epochs, verbose):

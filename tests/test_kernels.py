@@ -52,6 +52,10 @@ def _signature(op, dtype, target):
         "rmsprop_update": (arr1,) * 4 + (f64,) * 5,
         "adam_update": (arr1,) * 4 + (f64,) * 5 + (i64, i64),
         "dropout": (arr1, types.Array(f64, 1, "C"), f64, arr1, arr1),
+        # x, gamma, beta, running_mean, running_var, momentum, eps, training, y, mean, inv_std
+        "batch_norm": (arr2, arr1, arr1, arr1, arr1, f64, f64, i64, arr2, arr1, arr1),
+        # dy, x, gamma, mean, inv_std, training, dx, dgamma, dbeta
+        "batch_norm_backward": (arr2, arr2, arr1, arr1, arr1, i64, arr2, arr1, arr1),
     }
     if target == "cuda":
         # A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum: one kernel for both passes
