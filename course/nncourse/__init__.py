@@ -20,6 +20,7 @@ from . import (
     backprop,  # noqa: F401  03_backprop
     forward_losses,  # noqa: F401  02_forward_losses
     gradient_descent,  # noqa: F401  04_gradient_descent
+    initialization,  # noqa: F401  05_initialization
 )
 from .checks import EXERCISES, check
 
