@@ -131,8 +131,9 @@ def _backward_layout(at, launch, dy, x, gamma, mean, inv_std, training):
 # by CHUNKS blocks of rows, one prange iteration a block, each walking its rows in memory
 # order and adding every row into its own (D,) row of partial sums (no two threads add
 # into one number); the partial sums are then added up, feature by feature. The
-# elementwise passes (y, dx) are a prange over the rows. A prange over the features, or
-# over blocks of 16 adjacent features, was 7-25x slower (see benchmarks/README.md).
+# elementwise passes (y, dx) are a prange over the rows. The first version, a prange
+# over the features each walking down its column (kept in benchmarks/bench_batchnorm.py),
+# was several times slower, and slower than NumPy (benchmarks/README.md).
 # NOTE: CHUNKS is fixed, not the thread count, so the order of the additions, and so the
 # result, is the same on any number of threads.
 
@@ -203,8 +204,8 @@ def batch_norm_backward_cpu(dy, x, gamma, mean, inv_std, training, dx, dgamma, d
                 part_dy[c, j] += g
                 part_dyc[c, j] += g * (x[i, j] - mu[j])
     # SPEEDTIP: dx = gamma * inv_std * (dy - sum(dy) / N - xhat * sum(dy * xhat) / N)
-    # regrouped per feature as a * dy + p * (x - mean) + q: two multiplies an element
-    # (xhat is not formed), 20% faster than the formula as written.
+    # regrouped per feature as a * dy + p * (x - mean) + q: xhat is not formed, and each
+    # element costs two multiplies instead of four.
     a = np.empty(d)  # (D,)
     p = np.zeros(d)
     q = np.zeros(d)
