@@ -1334,24 +1334,30 @@ def _(bn_stats_numba):
 # small whole numbers: every correct order of the additions gives exactly the same sums,
 # so any lost update shows; four million elements a run keep both threads busy at once
 # (see set 03's race check for the numbers)
-@functools.lru_cache(maxsize=1)
-def _race_case():
-    return _rng(74).integers(1, 4, (1_000_000, 4)).astype(np.float32)
+RACE_SHAPES = ((4_000_000, 1), (1_000_000, 4))
 
 
-@numba_ex.subcheck("bn_stats_numba is right on 1000000 rows, run after run, all threads (no race)")
+@functools.lru_cache(maxsize=len(RACE_SHAPES))
+def _race_case(shape):
+    return _rng(74).integers(1, 4, shape).astype(np.float32)
+
+
+@numba_ex.subcheck(
+    "bn_stats_numba is right on 4 million numbers, run after run, all threads (no race)"
+)
 def _(bn_stats_numba):
     run = _stacked(dispatcher(bn_stats_numba, "bn_stats_numba", "x"))
     # a wrong formula on a small input first, so that it is not called a race
     small = _stats_data(300, 4, 75)
     expect(run(small), bn_stats_ref(small), "(mean, var) stacked, x of shape (300, 4)")
-    expect_no_races(
-        run,
-        lambda: (_race_case(),),
-        bn_stats_ref,
-        "(mean, var) stacked, x of shape (1000000, 4)",
-        runs=3,
-    )
+    for shape in RACE_SHAPES:  # one feature (every thread on one sum) and four
+        expect_no_races(
+            run,
+            lambda shape=shape: (_race_case(shape),),
+            bn_stats_ref,
+            f"(mean, var) stacked, x of shape {shape}",
+            runs=3,
+        )
 
 
 # =========================================================== 7. fix this network
