@@ -23,7 +23,7 @@ from ._arrays import assign, to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
 from ._inputs import as_data, check_features, check_int, check_lengths
 from ._validate import is_device_array
-from .layers import Dense, Layer, NotBuiltError, Sigmoid, Softmax, layer_from_config
+from .layers import BatchNorm1d, Dense, Layer, NotBuiltError, Sigmoid, Softmax, layer_from_config
 from .optim import OPTIMIZERS, Optimizer, optimizer_from_config
 from .params import ParameterStore
 
@@ -81,9 +81,13 @@ class Sequential:
     # ------------------------------------------------------------------ structure
     @property
     def input_features(self):
+        """The input width, from the first layer that fixes it (a Dense, or a
+        BatchNorm1d given its num_features); None when it is left to infer."""
         for layer in self.layers:
             if isinstance(layer, Dense):
                 return layer.in_features
+            if isinstance(layer, BatchNorm1d) and layer.num_features is not None:
+                return layer.num_features
         return None
 
     @property
@@ -101,12 +105,13 @@ class Sequential:
     def _check_chain(self):
         width, source = None, None
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                if width is not None and layer.in_features not in (None, width):
+            expects = {Dense: "in_features", BatchNorm1d: "num_features"}.get(type(layer))
+            if expects is not None:
+                if width is not None and getattr(layer, expects) not in (None, width):
                     raise ValueError(
                         f"layers do not chain: layers[{i}] {layer!r} expects "
-                        f"{layer.in_features} input features, but layers[{source}] outputs "
-                        f"{width}"
+                        f"{getattr(layer, expects)} input features, but layers[{source}] "
+                        f"outputs {width}"
                     )
                 source = i
             width = layer.output_features(width)

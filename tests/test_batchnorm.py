@@ -326,7 +326,9 @@ def test_fit_refuses_a_last_mini_batch_of_one_before_training():
 def test_wrong_features_dtype_shape_and_arguments_are_refused():
     with pytest.raises(ValueError, match="layers do not chain"):
         nl.Sequential([nl.Dense(3, 4), nl.BatchNorm1d(5), nl.Dense(4, 2)])
-    with pytest.raises(ValueError, match="expects 5 features, but the layer before it outputs 4"):
+    with pytest.raises(
+        ValueError, match=r"BatchNorm1d\(5.*expects 5 input features, but layers\[0\] outputs 4"
+    ):
         nl.Sequential([nl.Dense(3, 4), nl.BatchNorm1d(5)], seed=0)
     layer = nl.BatchNorm1d(4)
     layer.build(4, None, np.float32)
@@ -517,3 +519,12 @@ def test_fit_on_cuda_matches_the_reference_and_keeps_the_statistics_on_the_gpu(m
     np.testing.assert_allclose(
         m.predict_proba(X, backend="cuda"), m_ref.predict_proba(X), rtol=1e-4, atol=1e-6
     )
+
+
+def test_a_leading_batchnorm_gives_the_model_its_input_width():
+    alone = nl.Sequential([nl.BatchNorm1d(3)], seed=0)
+    assert alone.built and alone.input_features == 3
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert alone.forward(x, training=True).shape == (4, 3)
+    with pytest.raises(ValueError, match=r"Dense\(4, 3.*expects 4 input features, but layers\[0\]"):
+        nl.Sequential([nl.BatchNorm1d(5), nl.Dense(4, 3)])
