@@ -22,8 +22,25 @@ Adam      g = grad + wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
           p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 AdamW     as Adam, but the decay is decoupled: p *= 1 - lr wd, and g = grad
 
+Excluding parameters from weight decay: every optimizer takes ``no_decay=``, PyTorch's
+parameter group with ``weight_decay=0`` for the parameters it names (their update is the
+formula above with wd = 0; every other parameter's is unchanged):
+
+* ``None`` (the default, as in PyTorch): every parameter is decayed;
+* ``"bias_and_norm"``, the usual recipe: every parameter with at most one dimension is
+  not decayed (Dense biases ``b``, BatchNorm1d's ``gamma`` and ``beta``, PReLU's
+  ``alpha``), the weight matrices are;
+* a list of names as ``model.parameters()`` gives them, e.g. ``["0.b", "2.b"]``;
+* a callable ``(name, array) -> bool``, True for a parameter not to decay.
+
+The names are resolved when the optimizer is bound (:attr:`Optimizer.no_decay_names`);
+a name the model does not have is an error. On a model's flat buffers the optimizer makes
+a per-element mask once, at bind time, so that one fused call still updates every
+parameter; with ``no_decay=None`` (or nothing excluded) no mask is made or read.
+
 ``state_dict()`` / ``load_state_dict()`` save and restore hyper-parameters, the step
-count and the state arrays (copies).
+count and the state arrays (copies). ``no_decay`` is saved as given (``None``,
+``"bias_and_norm"`` or the list of names), a callable as the names it chose when bound.
 """
 
 from __future__ import annotations
@@ -59,6 +76,66 @@ def _nonneg(value, name):
     return value
 
 
+NO_DECAY_RULES = ("bias_and_norm",)
+_NO_DECAY_KINDS = (
+    "None (decay every parameter), 'bias_and_norm' (decay no parameter of at most one "
+    "dimension: biases, BatchNorm1d's gamma and beta, PReLU's alpha), a list of parameter "
+    "names as model.parameters() names them, e.g. ['0.b'], or a callable (name, array) -> "
+    "bool, True for a parameter not to decay"
+)
+
+
+def _check_no_decay(spec):
+    """``spec`` as the optimizer keeps it (a list or tuple becomes a tuple of names), or
+    an error naming what was expected."""
+    if spec is None or callable(spec):
+        return spec
+    if isinstance(spec, str):
+        if spec not in NO_DECAY_RULES:
+            raise ValueError(
+                f"no_decay={spec!r} is not a rule nnlib knows (it knows {list(NO_DECAY_RULES)});"
+                f" to name parameters pass a list, e.g. no_decay=[{spec!r}]"
+            )
+        return spec
+    if isinstance(spec, (list, tuple)):
+        bad = [x for x in spec if not isinstance(x, str)]
+        if bad:
+            raise TypeError(
+                "no_decay: a list of parameter names must hold strings such as '0.b'; got "
+                + ", ".join(f"{x!r} ({type(x).__name__})" for x in bad)
+            )
+        return tuple(spec)
+    raise TypeError(f"no_decay must be {_NO_DECAY_KINDS}; got {type(spec).__name__} {spec!r}")
+
+
+def _no_decay_names(spec, params: dict) -> tuple[str, ...]:
+    """The names in ``params`` (in its order) that ``spec`` excludes from weight decay."""
+    if spec is None:
+        return ()
+    if spec == "bias_and_norm":
+        return tuple(name for name, p in params.items() if len(p.shape) <= 1)
+    if callable(spec):
+        chosen = []
+        for name, p in params.items():
+            answer = spec(name, p)
+            if not isinstance(answer, (bool, np.bool_)):
+                raise TypeError(
+                    f"no_decay: the callable must return True (do not decay) or False; for "
+                    f"{name!r} it returned {type(answer).__name__} {answer!r}"
+                )
+            if answer:
+                chosen.append(name)
+        return tuple(chosen)
+    unknown = [name for name in spec if name not in params]
+    if unknown:
+        raise ValueError(
+            f"no_decay names parameters the model does not have: {unknown}; its parameters "
+            f"are {list(params)} (as model.parameters() names them)"
+        )
+    named = set(spec)
+    return tuple(name for name in params if name in named)
+
+
 def _unit(value, name):
     value = check_scalar(value, name)
     if not 0 <= value < 1:
@@ -72,16 +149,19 @@ class Optimizer:
     (:data:`OPTIMIZERS`) so a saved optimizer can be rebuilt."""
 
     state_names: tuple[str, ...] = ()
-    hyper_names: tuple[str, ...] = ("lr",)
+    hyper_names: tuple[str, ...] = ("lr", "no_decay")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
             OPTIMIZERS[cls.__name__] = cls
 
-    def __init__(self, lr: float):
+    def __init__(self, lr: float, *, no_decay=None):
         self.lr = check_scalar(lr, "lr", positive=True)
         self.t = 0  # steps taken
+        #: the bound parameters not decayed (resolved from ``no_decay`` by bind)
+        self.no_decay_names: tuple[str, ...] = ()
+        self._decay_mask = None  # (P,) uint8, 1 = decayed, with a store and an exclusion
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, dict[str, np.ndarray]] = {}
@@ -91,6 +171,37 @@ class Optimizer:
         self.store_version = None  # the store's version when bound (its buffers then)
         self.flat_state: dict[str, object] = {}  # state name -> (P,) buffer, with a store
         self.backend = None
+        self.no_decay = no_decay
+
+    @property
+    def no_decay(self):
+        """Which parameters are not decayed: ``None``, ``"bias_and_norm"``, a tuple of
+        names or a callable (see :mod:`nnlib.optim`). Setting it on a bound optimizer
+        resolves it against the bound parameters at once."""
+        return self._no_decay
+
+    @no_decay.setter
+    def no_decay(self, spec):
+        spec = _check_no_decay(spec)
+        if self.params:
+            self._resolve_decay(spec)
+        self._no_decay = spec
+
+    def _resolve_decay(self, spec, names=None) -> None:
+        """Resolve ``spec`` against the bound parameters (unless ``names`` already did):
+        the names, and with a store the per-element mask, made once, where the store
+        lives (None if nothing is excluded)."""
+        if names is None:
+            names = _no_decay_names(spec, self.params)
+        mask = None
+        if names and self.store is not None:
+            store = self.store
+            host = np.ones(store.size, np.uint8)
+            for name in names:
+                start, stop, _ = store.slices[name]
+                host[start:stop] = 0
+            mask = like(host, store.flat_params)
+        self.no_decay_names, self._decay_mask = names, mask
 
     def bind(self, params, grads: dict | None = None) -> Optimizer:
         """Use ``params``: a :class:`~nnlib.params.ParameterStore`, or a dict of
@@ -106,6 +217,7 @@ class Optimizer:
                 raise TypeError("bind(store): a ParameterStore holds its gradients; pass it alone")
             store = params
             old = self.state
+            names = _no_decay_names(self._no_decay, store.params)  # checked before any change
             self._check_restored(store.params)
             self.store_version = store.version
             self.store, self.params, self.grads = store, store.params, store.grads
@@ -118,6 +230,7 @@ class Optimizer:
                     for s in self.state_names:
                         assign(views[s], _moved(kept[s], p))
                 self.state[name] = views
+            self._resolve_decay(self._no_decay, names)
             return self
         if not isinstance(params, dict) or not isinstance(grads, dict):
             raise TypeError(
@@ -126,6 +239,7 @@ class Optimizer:
             )
         for name, p in params.items():
             _check_pair(name, p, grads.get(name))
+        names = _no_decay_names(self._no_decay, params)  # checked before any change
         self._check_restored(params)
         self.store, self.flat_state = None, {}
         self.params, self.grads = params, grads
@@ -136,6 +250,7 @@ class Optimizer:
                 self.state[name] = {s: _moved(a, p) for s, a in old.items()}
             else:
                 self.state[name] = {s: zeros_like(p) for s in self.state_names}
+        self._resolve_decay(self._no_decay, names)
         return self
 
     def _check_restored(self, params: dict) -> None:
@@ -164,9 +279,10 @@ class Optimizer:
                 "model.train_on_batch, or bind it with optimizer.bind(params, grads)"
             )
         self.t += 1
+        wd = getattr(self, "weight_decay", 0.0)
         if self.store is not None:  # (nnlib's own buffers: checked when they were made)
-            store = self.store
-            self._update(store.flat_params, store.flat_grads, self.flat_state)
+            store, mask = self.store, self._decay_mask if wd else None
+            self._update(store.flat_params, store.flat_grads, self.flat_state, wd, mask)
             return
         for name, p in self.params.items():
             g = self.grads.get(name)
@@ -180,18 +296,35 @@ class Optimizer:
                         "the optimizer again (optimizer.bind(params, grads))"
                     )
                 self._bound[name] = (p, g)
-        for name, p in self.params.items():
-            self._update(p, self.grads[name], self.state[name])
+        excluded = set(self.no_decay_names)
+        for name, p in self.params.items():  # a whole tensor is decayed or not
+            self._update(p, self.grads[name], self.state[name], 0.0 if name in excluded else wd)
 
-    def _update(self, p, g, state):
+    def _update(self, p, g, state, wd, mask=None):
+        """One fused update of ``p`` with weight decay ``wd`` (0 for an excluded tensor),
+        ``mask``: None, or the flat buffers' per-element decay mask."""
         raise NotImplementedError
 
     def get_config(self) -> dict:
-        """The constructor arguments (the hyper-parameters) that rebuild this optimizer."""
-        return {k: getattr(self, k) for k in self.hyper_names}
+        """The constructor arguments (the hyper-parameters) that rebuild this optimizer.
+        ``no_decay``: as given, a tuple as a list; a callable, once bound, as the list
+        of names it chose."""
+        config = {k: getattr(self, k) for k in self.hyper_names}
+        spec = config.get("no_decay")
+        if isinstance(spec, tuple):
+            config["no_decay"] = list(spec)
+        elif callable(spec) and self.params:
+            config["no_decay"] = list(self.no_decay_names)
+        return config
 
     def state_dict(self) -> dict:
         """Hyper-parameters, step count and copies of the state arrays (NumPy arrays)."""
+        if callable(self._no_decay) and not self.params:
+            raise ValueError(
+                "state_dict: no_decay is a callable, which is saved as the names it chooses, "
+                "and those are known once the optimizer is bound (model.fit, "
+                "model.train_on_batch or optimizer.bind); bind it first, or pass a list of names"
+            )
         return {
             "hyper": self.get_config(),
             "t": self.t,
@@ -237,8 +370,10 @@ class Optimizer:
                 f"load_state_dict: {type(self).__name__} has no hyper-parameter "
                 f"{sorted(unknown)} (it has {list(self.hyper_names)})"
             )
-        try:  # validated as the constructor validates them
+        try:  # validated as the constructor validates them (no_decay against the model)
             checked = type(self)(**{**self.get_config(), **hyper})
+            if self.params:
+                _no_decay_names(checked.no_decay, self.params)
         except (TypeError, ValueError) as err:
             raise ValueError(f"load_state_dict: a bad hyper-parameter: {err}") from None
         for k in hyper:
@@ -253,7 +388,8 @@ class Optimizer:
             self._restored = True
 
     def __repr__(self):
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.hyper_names)
+        shown = [k for k in self.hyper_names if k != "no_decay" or self.no_decay is not None]
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in shown)
         return f"{type(self).__name__}({args})"
 
 
@@ -316,13 +452,25 @@ def _same_layout(state: dict, p, names, check_dtype: bool = True) -> bool:
 
 
 class SGD(Optimizer):
-    """Stochastic gradient descent, optionally with (Nesterov) momentum and L2 decay."""
+    """Stochastic gradient descent, optionally with (Nesterov) momentum and L2 decay
+    (``weight_decay``, added to the gradient). ``no_decay``: the parameters not decayed,
+    default None (all decayed); ``"bias_and_norm"`` is the usual recipe (see
+    :mod:`nnlib.optim`)."""
 
     state_names = ("momentum_buffer",)
-    hyper_names = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    hyper_names = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "no_decay")
 
-    def __init__(self, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        super().__init__(lr)
+    def __init__(
+        self,
+        lr=0.01,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=0.0,
+        nesterov=False,
+        *,
+        no_decay=None,
+    ):
+        super().__init__(lr, no_decay=no_decay)
         self.momentum = _unit(momentum, "momentum")
         self.dampening = _unit(dampening, "dampening")
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
@@ -330,7 +478,7 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0 (as in PyTorch)")
         self.nesterov = bool(nesterov)
 
-    def _update(self, p, g, state):
+    def _update(self, p, g, state, wd, mask=None):
         dispatch("sgd_update", self.backend)(
             p,
             g,
@@ -338,26 +486,31 @@ class SGD(Optimizer):
             self.lr,
             self.momentum,
             self.dampening,
-            self.weight_decay,
+            wd,
             int(self.nesterov),
             int(self.t == 1),
+            mask=mask,
         )
 
 
 class RMSprop(Optimizer):
-    """RMSprop (PyTorch's default alpha=0.99, eps=1e-8), optional momentum."""
+    """RMSprop (PyTorch's default alpha=0.99, eps=1e-8), optional momentum and L2 decay.
+    ``no_decay``: the parameters not decayed, default None (all decayed);
+    ``"bias_and_norm"`` is the usual recipe (see :mod:`nnlib.optim`)."""
 
     state_names = ("square_avg", "momentum_buffer")
-    hyper_names = ("lr", "alpha", "eps", "weight_decay", "momentum")
+    hyper_names = ("lr", "alpha", "eps", "weight_decay", "momentum", "no_decay")
 
-    def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0):
-        super().__init__(lr)
+    def __init__(
+        self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, *, no_decay=None
+    ):
+        super().__init__(lr, no_decay=no_decay)
         self.alpha = _unit(alpha, "alpha")
         self.eps = check_scalar(eps, "eps", positive=True)
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
         self.momentum = _unit(momentum, "momentum")
 
-    def _update(self, p, g, state):
+    def _update(self, p, g, state, wd, mask=None):
         dispatch("rmsprop_update", self.backend)(
             p,
             g,
@@ -366,20 +519,23 @@ class RMSprop(Optimizer):
             self.lr,
             self.alpha,
             self.eps,
-            self.weight_decay,
+            wd,
             self.momentum,
+            mask=mask,
         )
 
 
 class Adam(Optimizer):
-    """Adam with bias correction; ``weight_decay`` is an L2 term added to the gradient."""
+    """Adam with bias correction; ``weight_decay`` is an L2 term added to the gradient.
+    ``no_decay``: the parameters not decayed, default None (all decayed);
+    ``"bias_and_norm"`` is the usual recipe (see :mod:`nnlib.optim`)."""
 
     state_names = ("exp_avg", "exp_avg_sq")
-    hyper_names = ("lr", "betas", "eps", "weight_decay")
+    hyper_names = ("lr", "betas", "eps", "weight_decay", "no_decay")
     decoupled = 0
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *, no_decay=None):
+        super().__init__(lr, no_decay=no_decay)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(
                 f"betas must be a pair (beta1, beta2), e.g. (0.9, 0.999); got {betas!r}"
@@ -388,7 +544,7 @@ class Adam(Optimizer):
         self.eps = check_scalar(eps, "eps", positive=True)
         self.weight_decay = _nonneg(weight_decay, "weight_decay")
 
-    def _update(self, p, g, state):
+    def _update(self, p, g, state, wd, mask=None):
         dispatch("adam_update", self.backend)(
             p,
             g,
@@ -398,19 +554,26 @@ class Adam(Optimizer):
             self.betas[0],
             self.betas[1],
             self.eps,
-            self.weight_decay,
+            wd,
             self.decoupled,
             self.t,
+            mask=mask,
         )
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * wd``."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter): ``p *= 1 - lr * wd``.
+
+    ``no_decay``: the parameters not decayed. The default None decays every parameter, as
+    PyTorch's default does; the usual recipe, ``no_decay="bias_and_norm"``, leaves the
+    biases and BatchNorm1d's gamma and beta (every parameter of at most one dimension)
+    undecayed: ``AdamW(lr=1e-3, weight_decay=1e-2, no_decay="bias_and_norm")``.
+    """
 
     decoupled = 1
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(lr, betas, eps, weight_decay)
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *, no_decay=None):
+        super().__init__(lr, betas, eps, weight_decay, no_decay=no_decay)
 
 
 # ---------------------------------------------------------------------------- schedules

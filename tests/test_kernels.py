@@ -40,6 +40,7 @@ def _signature(op, dtype, target):
     arr2 = types.Array(dtype, 2, "C")
     f64, i64 = types.float64, types.int64
     acc = types.Array(f64, 1, "C")
+    u8 = types.Array(types.uint8, 1, "C")
     training = {
         "dense_forward": (arr2, arr2, arr1, i64, arr2),  # x, W, b, act, out
         "dense_backward": (arr2, arr2, arr2, arr2, i64, arr2, arr2, arr2, arr1, i64),
@@ -48,9 +49,10 @@ def _signature(op, dtype, target):
         "mse": (arr1, arr1, dtype, i64, acc, arr1),
         "bce": (arr1, arr1, dtype, i64, acc, arr1),
         "bce_with_logits": (arr1, arr1, dtype, i64, acc, arr1),
-        "sgd_update": (arr1,) * 3 + (f64,) * 4 + (i64, i64),
-        "rmsprop_update": (arr1,) * 4 + (f64,) * 5,
-        "adam_update": (arr1,) * 4 + (f64,) * 5 + (i64, i64),
+        # optimizers: p, g, state..., decay mask (uint8), scalars, flags, masked
+        "sgd_update": (arr1,) * 3 + (u8,) + (f64,) * 4 + (i64, i64, i64),
+        "rmsprop_update": (arr1,) * 4 + (u8,) + (f64,) * 5 + (i64,),
+        "adam_update": (arr1,) * 4 + (u8,) + (f64,) * 5 + (i64, i64, i64),
         "dropout": (arr1, types.Array(f64, 1, "C"), f64, arr1, arr1),
         # x, gamma, beta, running_mean, running_var, momentum, eps, training, y, mean, inv_std
         "batch_norm": (arr2, arr1, arr1, arr1, arr1, f64, f64, i64, arr2, arr1, arr1),
