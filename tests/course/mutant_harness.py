@@ -18,10 +18,34 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import nncourse.learner
 from nncourse import EXERCISES, check
 from nncourse.notebooks import ANSWER, tagged
 
 SOLUTIONS = Path(__file__).resolve().parents[2] / "solutions"
+
+
+@contextlib.contextmanager
+def prange_counts_kept():
+    """Every mutant is graded with the whole set, so the solution's Numba kernel is judged
+    again each time, and its parallel diagnostics compile it afresh (half a second to
+    two). The count depends only on the function and the sample's types: within this
+    block it is kept for functions already seen (a mutant's kernel is a new function,
+    compiled as usual)."""
+    original = nncourse.learner.prange_loop_count
+    seen = {}
+
+    def cached(fn, sample):
+        key = (fn.py_func, tuple(type(a).__name__ + str(getattr(a, "dtype", "")) for a in sample))
+        if key not in seen:
+            seen[key] = original(fn, sample)
+        return seen[key]
+
+    nncourse.learner.prange_loop_count = cached
+    try:
+        yield
+    finally:
+        nncourse.learner.prange_loop_count = original
 
 
 def M(source: str) -> str:

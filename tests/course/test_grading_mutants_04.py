@@ -8,9 +8,15 @@ so the planted defect is what the catalogue shows."""
 from __future__ import annotations
 
 import pytest
-from mutant_harness import ExerciseSet, M, _compile, alternatives_test, catalogue_tests, mutate
-
-import nncourse.learner
+from mutant_harness import (
+    ExerciseSet,
+    M,
+    _compile,
+    alternatives_test,
+    catalogue_tests,
+    mutate,
+    prange_counts_kept,
+)
 
 SET = ExerciseSet("04_gradient_descent.ipynb")
 MB, MOM, RMS, ADAM, LR, NUMBA = (
@@ -21,22 +27,8 @@ MB, MOM, RMS, ADAM, LR, NUMBA = (
 
 @pytest.fixture(autouse=True, scope="module")
 def _compile_each_kernel_once():
-    """Every mutant is graded with the whole set, so the solution's adam_numba is judged
-    again each time, and its parallel diagnostics compile it afresh (half a second). The
-    count depends only on the function and the sample's types: keep it for functions
-    already seen (a mutant's kernel is a new function, compiled as usual)."""
-    original = nncourse.learner.prange_loop_count
-    seen = {}
-
-    def cached(fn, sample):
-        key = (fn.py_func, tuple(type(a).__name__ + str(getattr(a, "dtype", "")) for a in sample))
-        if key not in seen:
-            seen[key] = original(fn, sample)
-        return seen[key]
-
-    nncourse.learner.prange_loop_count = cached
-    yield
-    nncourse.learner.prange_loop_count = original
+    with prange_counts_kept():
+        yield
 
 
 _ADAM_LOOP = "    for i in prange(p.size):\n"

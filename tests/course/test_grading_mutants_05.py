@@ -14,9 +14,15 @@ import math
 
 import numpy as np
 import pytest
-from mutant_harness import ExerciseSet, M, alternatives_test, catalogue_tests, mutate
+from mutant_harness import (
+    ExerciseSet,
+    M,
+    alternatives_test,
+    catalogue_tests,
+    mutate,
+    prange_counts_kept,
+)
 
-import nncourse.learner
 from nncourse import initialization as I
 
 SET = ExerciseSet("05_initialization.ipynb")
@@ -36,20 +42,8 @@ INIT, STATS, GAIN, BN, STEP, NUMBA, FIX = (
 
 @pytest.fixture(autouse=True, scope="module")
 def _compile_each_kernel_once():
-    """The parallel diagnostics compile a kernel afresh (a second or two): keep the count
-    for functions already seen (a mutant's kernel is a new function, compiled as usual)."""
-    original = nncourse.learner.prange_loop_count
-    seen = {}
-
-    def cached(fn, sample):
-        key = (fn.py_func, tuple(type(a).__name__ + str(getattr(a, "dtype", "")) for a in sample))
-        if key not in seen:
-            seen[key] = original(fn, sample)
-        return seen[key]
-
-    nncourse.learner.prange_loop_count = cached
-    yield
-    nncourse.learner.prange_loop_count = original
+    with prange_counts_kept():
+        yield
 
 
 _XU = "    a = math.sqrt(6.0 / (fan_in + fan_out))\n"
