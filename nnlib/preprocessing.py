@@ -1,4 +1,5 @@
-"""Preparing data for training: splits, scaling, one-hot labels, mini-batches.
+"""Preparing data for training: splits, scaling, one-hot labels, mini-batches, and a
+seeded augmentation of image batches (:func:`random_shift`).
 
 Names and behaviour follow scikit-learn's where it has the same tool, so what you learn
 here carries over.
@@ -17,6 +18,7 @@ anything before it was fitted, so the leak-free order is the natural one.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = [
     "StandardScaler",
     "batches",
     "one_hot",
+    "random_shift",
     "train_test_split",
     "train_val_test_split",
 ]
@@ -325,3 +328,116 @@ def batches(
     for start in range(0, stop, batch_size):
         idx = order[start : start + batch_size]
         yield X[idx] if y is None else (X[idx], np.asarray(y)[idx])
+
+
+def _image_shape(X, image_shape) -> tuple[int, int]:
+    """(H, W) of the images in ``X``, (N, H, W) or (N, H * W), checked against
+    ``image_shape``; a flattened batch without ``image_shape`` must be square."""
+    if image_shape is not None:
+        ok = (
+            isinstance(image_shape, (tuple, list))
+            and len(image_shape) == 2
+            and all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+                for v in image_shape
+            )
+        )
+        if not ok:
+            raise ValueError(
+                f"random_shift: image_shape must be a pair of positive ints (H, W), e.g. "
+                f"(8, 8); got {image_shape!r}"
+            )
+        image_shape = (int(image_shape[0]), int(image_shape[1]))
+    if 0 in X.shape[1:]:
+        raise ValueError(f"random_shift: X's images have no pixels; got shape {X.shape}")
+    if X.ndim == 3:
+        if image_shape is not None and image_shape != X.shape[1:]:
+            raise ValueError(
+                f"random_shift: X holds images of shape {X.shape[1:]}, but image_shape is "
+                f"{image_shape}; leave image_shape out for an (N, H, W) batch"
+            )
+        return X.shape[1], X.shape[2]
+    if image_shape is None:
+        side = math.isqrt(X.shape[1])
+        if side * side != X.shape[1]:
+            raise ValueError(
+                f"random_shift: X has {X.shape[1]} features per row, not a square image; "
+                "pass image_shape=(H, W) with H * W equal to it"
+            )
+        return side, side
+    if image_shape[0] * image_shape[1] != X.shape[1]:
+        raise ValueError(
+            f"random_shift: image_shape {image_shape} has {image_shape[0] * image_shape[1]} "
+            f"pixels, but X has {X.shape[1]} features per row"
+        )
+    return image_shape
+
+
+def random_shift(
+    X, max_shift: int = 2, *, image_shape=None, seed=None, fill=0.0, return_shifts: bool = False
+):
+    """Shift each image of a batch by a random whole number of pixels (data augmentation).
+
+    Image ``n`` is moved ``dy[n]`` rows down and ``dx[n]`` columns right (negative: up,
+    left), each drawn uniformly from ``-max_shift .. max_shift``, independently for
+    every image and axis: ``out[n, y + dy, x + dx] = X[n, y, x]``. Pixels moved past the
+    border are dropped; the pixels uncovered are set to ``fill``. A shift of 0 leaves
+    an image as it is.
+
+    Parameters
+    ----------
+    X : (N, H * W) flattened images (the rows of ``nl.datasets.digits``) or (N, H, W)
+    max_shift : int, 0 <= max_shift < min(H, W)
+    image_shape : (H, W) of a flattened batch; default: a square image (8 x 8 for 64
+        features). Not needed for (N, H, W).
+    seed : int, numpy.random.Generator or None; the same int gives the same shifts (a
+        Generator is advanced, so the next call draws new ones)
+    fill : the value of the uncovered pixels (0.0, the digits' background)
+    return_shifts : also return the shifts, an int64 array (N, 2) of (dy, dx)
+
+    Returns a new array of the shape and dtype of ``X`` (``X`` is not changed), and the
+    shifts if asked. Augment the training split only, after splitting: the validation
+    and test images stay as they are. Vectorized NumPy: 1797 8 x 8 digits take about a
+    millisecond.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind not in "fiu":
+        raise TypeError(f"random_shift: X must hold numbers (float or int); got dtype {X.dtype}")
+    if X.ndim not in (2, 3):
+        raise ValueError(
+            "random_shift: X must be a batch of images, (N, H * W) flattened or (N, H, W); "
+            f"got shape {X.shape}"
+        )
+    H, W = _image_shape(X, image_shape)
+    if (
+        isinstance(max_shift, bool)
+        or not isinstance(max_shift, numbers.Integral)
+        or not 0 <= max_shift < min(H, W)
+    ):
+        raise ValueError(
+            f"random_shift: max_shift must be an int in 0..{min(H, W) - 1} (a whole number "
+            f"of pixels, less than the {H} x {W} image); got {max_shift!r}"
+        )
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
+        raise TypeError(f"random_shift: fill must be a number; got {type(fill).__name__}")
+    if X.dtype.kind in "iu":
+        info = np.iinfo(X.dtype)
+        if not (np.isfinite(fill) and fill == int(fill) and info.min <= fill <= info.max):
+            raise ValueError(
+                f"random_shift: fill={fill!r} cannot be stored in X's dtype {X.dtype}; pass "
+                f"a whole number in {info.min}..{info.max}, or a float X"
+            )
+    if not isinstance(return_shifts, bool):
+        raise TypeError(f"random_shift: return_shifts must be True or False; got {return_shifts!r}")
+    rng = rng_from(seed)
+    n, s = len(X), int(max_shift)
+    shifts = rng.integers(-s, s + 1, size=(n, 2))
+    images = X.reshape(n, H, W)
+    # the images framed by s pixels of fill, then read back at (y - dy, x - dx)
+    framed = np.full((n, H + 2 * s, W + 2 * s), fill, X.dtype)
+    framed[:, s : s + H, s : s + W] = images
+    rows = np.arange(H) - shifts[:, :1] + s  # (N, H)
+    cols = np.arange(W) - shifts[:, 1:] + s  # (N, W)
+    out = framed[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    out = out.reshape(X.shape)
+    return (out, shifts) if return_shifts else out
