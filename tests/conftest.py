@@ -67,3 +67,27 @@ def pytest_report_header(config):
     if DEBUG_KERNELS:
         lines.append("nnlib cpu kernels: debug build (serial, bounds-checked, uncached)")
     return lines
+
+
+@pytest.fixture
+def transfers(monkeypatch):
+    """Counts of the host-to-device (``to_device``) and device-to-host (``to_host``)
+    copies made during the test (CUDA tests: real GPU or simulator)."""
+    from numba import cuda
+
+    counts = {"to_device": 0, "to_host": 0}
+    to_device = cuda.to_device
+    device_array_type = type(cuda.device_array(1))
+    copy_to_host = device_array_type.copy_to_host
+
+    def counting_to_device(*a, **kw):
+        counts["to_device"] += 1
+        return to_device(*a, **kw)
+
+    def counting_copy_to_host(self, *a, **kw):
+        counts["to_host"] += 1
+        return copy_to_host(self, *a, **kw)
+
+    monkeypatch.setattr(cuda, "to_device", counting_to_device)
+    monkeypatch.setattr(device_array_type, "copy_to_host", counting_copy_to_host)
+    return counts

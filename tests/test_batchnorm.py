@@ -460,34 +460,13 @@ class _WhereBuffersLive(nl.callbacks.Callback):
         self.seen.append([hasattr(v, "copy_to_host") for v in self.model.buffers().values()])
 
 
-def _count_transfers(monkeypatch):
-    """Count host-to-device and device-to-host copies."""
-    from numba import cuda
-
-    counts = {"to_device": 0, "to_host": 0}
-    to_device, array_type = cuda.to_device, type(cuda.device_array(1))
-    copy_to_host = array_type.copy_to_host
-
-    def counting_to_device(*a, **kw):
-        counts["to_device"] += 1
-        return to_device(*a, **kw)
-
-    def counting_copy_to_host(self, *a, **kw):
-        counts["to_host"] += 1
-        return copy_to_host(self, *a, **kw)
-
-    monkeypatch.setattr(cuda, "to_device", counting_to_device)
-    monkeypatch.setattr(array_type, "copy_to_host", counting_copy_to_host)
-    return counts
-
-
 @pytest.mark.cuda
-def test_fit_on_cuda_matches_the_reference_and_keeps_the_statistics_on_the_gpu(monkeypatch):
+def test_fit_on_cuda_matches_the_reference_and_keeps_the_statistics_on_the_gpu(transfers):
     """The running statistics live on the GPU during fit and come back at its end; the
     copies between host and GPU are per fit and per epoch, never per step (twice the
     steps, the same count)."""
     X, y = nl.datasets.blobs(12, centers=3, dim=3, seed=0)
-    counts = _count_transfers(monkeypatch)
+    counts = transfers
     runs, copies = {}, []
     for backend, batch_size in (("numpy", 6), ("cuda", 6), ("cuda", 3)):
         model = nl.Sequential([nl.Dense(3, 5), nl.BatchNorm1d(), nl.Tanh(), nl.Dense(5, 3)], seed=0)

@@ -62,28 +62,6 @@ def test_fit_on_cuda_matches_the_reference_backend():
     )
 
 
-def _count_transfers(monkeypatch):
-    """Count host-to-device and device-to-host copies."""
-    from numba import cuda
-
-    counts = {"to_device": 0, "to_host": 0}
-    to_device = cuda.to_device
-    device_array_type = type(cuda.device_array(1))
-    copy_to_host = device_array_type.copy_to_host
-
-    def counting_to_device(*a, **kw):
-        counts["to_device"] += 1
-        return to_device(*a, **kw)
-
-    def counting_copy_to_host(self, *a, **kw):
-        counts["to_host"] += 1
-        return copy_to_host(self, *a, **kw)
-
-    monkeypatch.setattr(cuda, "to_device", counting_to_device)
-    monkeypatch.setattr(device_array_type, "copy_to_host", counting_copy_to_host)
-    return counts
-
-
 def _prelu_model():
     return nl.Sequential([nl.Dense(3, 5), nl.PReLU(5), nl.Dense(5, 3)], seed=0)
 
@@ -91,11 +69,11 @@ def _prelu_model():
 @pytest.mark.parametrize(
     "make", [lambda: _model(dropout=0.2), _prelu_model], ids=["dropout", "prelu"]
 )
-def test_no_host_device_copy_per_step(monkeypatch, make):
+def test_no_host_device_copy_per_step(transfers, make):
     """Copies happen per fit and per epoch, never per step: doubling the number of steps
     of an epoch leaves the count of copies unchanged (PReLU's alpha gradient included)."""
     X, y = _data(8)
-    counts = _count_transfers(monkeypatch)
+    counts = transfers
     seen = []
     for batch_size in (8, 2):  # 1 and 4 steps per epoch
         for key in counts:
