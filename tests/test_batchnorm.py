@@ -507,3 +507,19 @@ def test_a_leading_batchnorm_gives_the_model_its_input_width():
     assert alone.forward(x, training=True).shape == (4, 3)
     with pytest.raises(ValueError, match=r"Dense\(4, 3.*expects 4 input features, but layers\[0\]"):
         nl.Sequential([nl.BatchNorm1d(5), nl.Dense(4, 3)])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.complex64, object, "U3"])
+def test_every_array_argument_of_the_functional_ops_checks_its_dtype(dtype):
+    x, g = np.ones((4, 3), np.float32), np.ones(3, np.float32)
+    for op, names, args in [
+        (F.batch_norm, ("x", "gamma", "beta"), [x, g, g]),
+        (F.batch_norm_backward, ("dy", "x", "gamma"), [x, x, g]),
+    ]:
+        for i, name in enumerate(names):
+            bad = list(args)
+            bad[i] = np.zeros(args[i].shape, dtype)
+            with pytest.raises(TypeError, match=f"^{name} must be a float32 or float64 array"):
+                op(*bad, backend="cpu")
+    with pytest.raises(TypeError, match="dy must have the dtype of x, float32; got float64"):
+        F.batch_norm_backward(x.astype(np.float64), x, g, backend="cpu")
