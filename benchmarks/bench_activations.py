@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numba
 import numpy as np
+from _timing import alternated
 
 import nnlib
 import nnlib.functional as F
@@ -77,13 +77,7 @@ def bench(op, n, repeat):
             continue
         assert_close(fn(), want, name=f"{op} on {name}")  # validate (and compile) first
         runnable[name] = fn
-    times = {name: [] for name in runnable}
-    for _ in range(repeat):
-        for name, fn in runnable.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times, skipped
+    return alternated(runnable, repeat), skipped
 
 
 def main():

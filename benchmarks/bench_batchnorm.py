@@ -30,10 +30,10 @@ import argparse
 import math
 import os
 import statistics
-import time
 
 import numba
 import numpy as np
+from _timing import alternated
 from numba import njit, prange
 
 import nnlib
@@ -187,13 +187,7 @@ def bench(shape, repeat):
             limit = 2e-5 * np.abs(w) + shape[0] * np.finfo(np.float32).eps * terms
             assert (err <= limit).all(), f"{what} of {name}: max error {err.max():.2e}"
         runnable[name] = fn
-    times = {name: [] for name in runnable}
-    for _ in range(repeat):
-        for name, fn in runnable.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times, skipped
+    return alternated(runnable, repeat), skipped
 
 
 def _uptime():
