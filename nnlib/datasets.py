@@ -426,12 +426,15 @@ def _by_hand(name, filename, folder, problems) -> str:
     )
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, *, max_bytes: int | None = None) -> np.ndarray:
     """An array from an IDX file (the MNIST format), gzipped or not.
 
     A file that is not IDX, is truncated, or whose gzip stream is corrupt raises
     ``ValueError`` naming the file. The file is read in blocks, never more than its header
     promises, so a header claiming terabytes costs only the bytes the file holds.
+    ``max_bytes``: refuse, before reading any data, a header that promises more bytes
+    of data than this (a small gzip file can expand about a thousand times: the MNIST
+    loaders pass the most a real file of theirs holds).
     """
     import gzip
     import zlib
@@ -441,7 +444,7 @@ def read_idx(path) -> np.ndarray:
         packed = f.read(2) == b"\x1f\x8b"
         f.seek(0)
         try:
-            return _parse_idx(gzip.GzipFile(fileobj=f) if packed else f, path)
+            return _parse_idx(gzip.GzipFile(fileobj=f) if packed else f, path, max_bytes)
         except (gzip.BadGzipFile, EOFError, zlib.error) as err:
             raise ValueError(
                 f"{path}: a corrupt or truncated gzip file ({err}). It was damaged or not "
@@ -452,7 +455,7 @@ def read_idx(path) -> np.ndarray:
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _parse_idx(stream, path) -> np.ndarray:
+def _parse_idx(stream, path, max_bytes=None) -> np.ndarray:
     magic = _read(stream, 4)
     if len(magic) < 4 or magic[0] or magic[1] or magic[2] not in _IDX_TYPES or not magic[3]:
         raise ValueError(
@@ -468,6 +471,12 @@ def _parse_idx(stream, path) -> np.ndarray:
         )
     shape = tuple(int.from_bytes(dims[i : i + 4], "big") for i in range(0, 4 * ndim, 4))
     size = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if max_bytes is not None and size > max_bytes:
+        raise ValueError(
+            f"{path}: the IDX header says shape {shape} ({size} bytes of data), more than "
+            f"the {max_bytes} bytes this file may hold: corrupt, or not the data set it "
+            "is named for"
+        )
     data = _read(stream, size + 1)  # one byte more: to see trailing data (and the gzip CRC)
     if len(data) != size:
         holds = f"{len(data)}" if len(data) < size else "more"
@@ -487,10 +496,16 @@ def _read(stream, n: int) -> bytes:
     return b"".join(blocks)
 
 
+# The most data one file of an MNIST-style set may hold: its largest, the 60,000
+# training images of 28x28 bytes, is 47 MB (45 MiB); four times that leaves room for a
+# larger set of the same format.
+MNIST_MAX_BYTES = 4 * 60_000 * 28 * 28
+
+
 def _mnist_array(name, filename, path) -> np.ndarray:
     """The array of one file of set ``name``, checked to be MNIST-shaped: images uint8
     (n, 28, 28), labels uint8 (n,) in 0..9."""
-    a = read_idx(path)
+    a = read_idx(path, max_bytes=MNIST_MAX_BYTES)
     if "images" in filename and (a.dtype != np.uint8 or a.ndim != 3 or a.shape[1:] != (28, 28)):
         raise ValueError(
             f"{path}: {TITLES.get(name, name)} images must be uint8 images of 28x28 pixels, "

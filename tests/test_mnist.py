@@ -208,6 +208,24 @@ def _write(path, data):
     return path
 
 
+def test_a_header_promising_more_than_max_bytes_is_refused_before_reading(tmp_path):
+    # a gzip of a header that claims 10^6 images of 28x28 (784 MB) over a few bytes
+    header = struct.pack(">BBBBIII", 0, 0, 0x08, 3, 10**6, 28, 28)
+    bomb = _write(tmp_path / "train-images-idx3-ubyte.gz", gzip.compress(header + bytes(64)))
+    with pytest.raises(ValueError, match=r"784000000 bytes of data\), more than the 100 bytes"):
+        datasets.read_idx(bomb, max_bytes=100)
+    with pytest.raises(ValueError, match="more than the 188160000 bytes"):
+        datasets.read_idx(bomb, max_bytes=datasets.MNIST_MAX_BYTES)
+    with pytest.raises(ValueError, match="more than the 188160000 bytes"):  # what load_* read
+        datasets._mnist_array("mnist", bomb.name, bomb)
+    with pytest.raises(ValueError, match="truncated or corrupt"):  # no limit: read, then refused
+        datasets.read_idx(bomb)
+    small = _write(tmp_path / "ok", _idx(np.arange(7)))
+    np.testing.assert_array_equal(datasets.read_idx(small, max_bytes=7), np.arange(7))
+    with pytest.raises(ValueError, match="more than the 6 bytes"):
+        datasets.read_idx(small, max_bytes=6)
+
+
 def test_fashion_mnist_has_its_own_cache_folder_and_mirrors():
     spec = datasets.IDX_SETS["fashion_mnist"]
     assert set(spec["files"]) == set(datasets.IDX_SETS["mnist"]["files"])
