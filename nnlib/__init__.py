@@ -23,7 +23,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # to 8.9 ms. OpenBLAS reads it when it loads: NumPy's only if nnlib is imported first.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from . import callbacks, datasets, functional, init, losses, optim, params, preprocessing, training
+from . import (
+    callbacks,
+    datasets,
+    functional,
+    init,
+    losses,
+    model_selection,
+    optim,
+    params,
+    preprocessing,
+    training,
+)
 from ._backend import (
     BACKENDS,
     BackendUnavailableError,
@@ -80,6 +91,7 @@ __all__ = [
     "init",
     "load",
     "losses",
+    "model_selection",
     "optim",
     "params",
     "preprocessing",
