@@ -21,6 +21,7 @@ from . import (
     forward_losses,  # noqa: F401  02_forward_losses
     gradient_descent,  # noqa: F401  04_gradient_descent
     initialization,  # noqa: F401  05_initialization
+    overfitting,  # noqa: F401  06_overfitting
 )
 from .checks import EXERCISES, check
 
