@@ -5,9 +5,11 @@
 For each op and size: validate every contender against the NumPy reference first,
 compile outside the timing, then time the contenders alternately (A B C A B C ...) so
 that a noisy neighbour slows them all alike, and report the median and the best time
-of each and the speedup of each over the NumPy reference. PyTorch (CPU) is a peer when
-it is installed; the cuda backend runs on GPU-resident arrays when a GPU is present.
-A contender that cannot run here is listed with the reason.
+of each, the speedup of each over the NumPy reference and nnlib cpu's speed relative to
+each (> 1: nnlib cpu is faster). PyTorch (CPU) is a peer when it is installed; the cuda
+backend runs on GPU-resident arrays when a GPU is present. "nnlib cpu v1" is the first,
+scalar version of a tuned cpu kernel (``*_cpu_v1`` in its op file), run through the same
+layout. A contender that cannot run here is listed with the reason.
 """
 
 from __future__ import annotations
@@ -22,15 +24,39 @@ from _timing import alternated
 import nnlib
 import nnlib.functional as F
 from nnlib._backend import backend_problem
+from nnlib.ops import activations, softmax
+from nnlib.ops._launch import HOST, elementwise, rows
 from nnlib.testing import assert_close
 
 OPS = {  # op -> (nnlib call, torch call)
     "relu": (lambda x, b: F.relu(x, backend=b), "relu"),
     "relu_backward": (lambda x, b: F.relu_backward(x, x, backend=b), None),
     "sigmoid": (lambda x, b: F.sigmoid(x, backend=b), "sigmoid"),
+    "tanh": (lambda x, b: F.tanh(x, backend=b), "tanh"),
     "gelu": (lambda x, b: F.gelu(x, backend=b), "gelu"),
+    "silu": (lambda x, b: F.silu(x, backend=b), "silu"),
+    "elu": (lambda x, b: F.elu(x, alpha=1.0, backend=b), "elu"),
     "softmax": (lambda x, b: F.softmax(x, backend=b), "softmax"),
+    "log_softmax": (lambda x, b: F.log_softmax(x, backend=b), "log_softmax"),
 }
+# The first versions (scalar exp, branches) of the tuned cpu kernels, called through
+# the op's own layout: same arguments, same output.
+FIRST_CPU = {
+    "sigmoid": (activations.sigmoid_cpu_v1, elementwise, {}),
+    "tanh": (activations.tanh_cpu_v1, elementwise, {}),
+    "gelu": (activations.gelu_cpu_v1, elementwise, {}),
+    "silu": (activations.silu_cpu_v1, elementwise, {}),
+    "elu": (activations.elu_cpu_v1, elementwise, {}),
+    "softmax": (softmax.softmax_cpu_v1, rows, {"axis": 1}),
+    "log_softmax": (softmax.log_softmax_cpu_v1, rows, {"axis": 1}),
+}
+EXTRA_ARGS = {"elu": (1.0,)}
+
+
+def _first_version(op, x):
+    kernel, layout, kw = FIRST_CPU[op]
+    args = (x, *EXTRA_ARGS.get(op, ()))
+    return lambda: layout(HOST, lambda *a, grid=None: kernel(*a), *args, **kw)
 
 
 def contenders(op, x):
@@ -38,6 +64,8 @@ def contenders(op, x):
     call, torch_name = OPS[op]
     yield "numpy", lambda: call(x, "numpy"), None
     yield "nnlib cpu", lambda: call(x, "cpu"), None
+    if op in FIRST_CPU:
+        yield "nnlib cpu v1", _first_version(op, x), None
     problem = backend_problem("cuda")
     if problem is None:
         from numba import cuda
@@ -62,7 +90,7 @@ def contenders(op, x):
         yield "torch cpu", None, "no single torch op for this"
         return
     fn = getattr(torch.nn.functional, torch_name)
-    kw = {"dim": -1} if op == "softmax" else {}
+    kw = {"dim": -1} if "softmax" in op else {}
     xt = torch.from_numpy(x)
     yield "torch cpu", lambda: fn(xt, **kw).numpy(), None
 
@@ -83,29 +111,33 @@ def bench(op, n, repeat):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--threads", type=int, default=None, help="Numba and torch threads")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--ops", nargs="+", default=list(OPS), choices=list(OPS))
     args = parser.parse_args()
+    if args.threads:
+        numba.set_num_threads(args.threads)
     print(
         f"nnlib {nnlib.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
         f"{numba.get_num_threads()} threads ({numba.threading_layer()}), float32"
     )
     print(
-        f"{'op':<15}{'elements':>11}  {'contender':<12}{'median ms':>10}{'best ms':>9}"
-        f"{'speedup vs numpy (median)':>27}"
+        f"{'op':<15}{'elements':>11}  {'contender':<14}{'median ms':>10}{'best ms':>9}"
+        f"{'vs numpy':>10}{'nnlib cpu vs it':>17}"
     )
     for op in args.ops:
         for n in args.sizes:
             times, skipped = bench(op, n, args.repeat)
             base = statistics.median(times["numpy"])
+            ours = statistics.median(times["nnlib cpu"])
             for name, ts in times.items():
                 med = statistics.median(ts)
                 print(
-                    f"{op:<15}{n:>11,}  {name:<12}{med * 1e3:>10.3f}{min(ts) * 1e3:>9.3f}"
-                    f"{base / med:>26.2f}x"
+                    f"{op:<15}{n:>11,}  {name:<14}{med * 1e3:>10.3f}{min(ts) * 1e3:>9.3f}"
+                    f"{base / med:>9.2f}x{med / ours:>16.2f}x"
                 )
             for name, why in skipped.items():
-                print(f"{op:<15}{n:>11,}  {name:<12}  skipped: {why}")
+                print(f"{op:<15}{n:>11,}  {name:<14}  skipped: {why}")
 
 
 if __name__ == "__main__":

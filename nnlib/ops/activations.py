@@ -21,6 +21,22 @@ turned into 0 makes a diverging network look like one with dead units), and the
 derivative at NaN is NaN, so ``f_backward(dy, nan) = nan``. The formulas therefore test
 ``v <= 0`` for "negative side" and leave the NaN case, for which both ``v > 0`` and
 ``v <= 0`` are false, to a third branch.
+
+First version, then tuned version (on the cpu): the loops around the scalar formulas
+above call ``math.exp``, a scalar libm function, through branches, so LLVM does not
+vectorize them. Those first versions stay here, as ``*_cpu_v1`` (compiled, not
+registered: ``benchmarks/bench_activations.py`` times them); the registered cpu kernels
+of sigmoid, tanh, GELU, SiLU and ELU use formulas written for SIMD instead (``*_vec``):
+
+* ``vexp``/``vexpm1`` (``_vecmath.py``) instead of ``math.exp``/``math.expm1``/``math.tanh``;
+* no branch: both sides of a choice are computed and one is selected
+  (``a if cond else b`` with cheap arms compiles to a vector blend), and the clamps that
+  keep exp's argument <= 0 or the limits at +-inf exact are selects too;
+* float32 data is computed in float32 (16 lanes of AVX-512 instead of 8), except
+  GELU, which every backend computes in float64 (see its NOTE).
+
+``tests/test_vecmath.py`` checks in the LLVM IR that each of these loops is vectorized.
+The cuda kernels keep the scalar formulas (a GPU's exp is fast already).
 """
 
 from __future__ import annotations
@@ -28,12 +44,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from .._arrays import gpu_zeros
 from .._backend import register
 from .._cuda import MAX_BLOCKS, THREADS_2D, blocks_1d, cuda
-from ._launch import elementwise, kernel, shared
+from ._launch import CPU_OPTIONS, cpu_helper, elementwise, kernel, shared
+from ._vecmath import typed, vexp, vexpm1
+
+first_cpu = njit(**CPU_OPTIONS)  # a first-version cpu kernel: compiled, not registered
 
 # --------------------------------------------------------------------------- ReLU
 # relu(x) = max(x, 0)                  relu'(x) = 1 if x > 0 else 0 (NaN at NaN)
@@ -177,16 +196,41 @@ _elu_cpu, _elu_gpu = shared(_elu)
 _elu_grad_cpu, _elu_grad_gpu = shared(_elu_grad)
 
 
+@first_cpu
+def elu_cpu_v1(x, alpha, out):
+    for i in prange(x.size):
+        out[i] = _elu_cpu(x[i], alpha)
+
+
+@first_cpu
+def elu_backward_cpu_v1(dy, x, alpha, out):
+    for i in prange(x.size):
+        out[i] = _elu_grad_cpu(dy[i], x[i], alpha)
+
+
+@cpu_helper
+def _elu_vec(v, alpha):
+    neg = typed(v, 0.0) if v > 0 else v  # min(v, 0), NaN kept
+    e = vexpm1(neg)  # computed for every element: the choice below is a select
+    return v if v > 0 else alpha * e
+
+
+@cpu_helper
+def _elu_grad_vec(dy, v, alpha):
+    e = vexp(typed(v, 0.0) if v > 0 else v)
+    return dy if v > 0 else dy * alpha * e
+
+
 @kernel("elu", "cpu", elementwise)
 def elu_cpu(x, alpha, out):
     for i in prange(x.size):
-        out[i] = _elu_cpu(x[i], alpha)
+        out[i] = _elu_vec(x[i], alpha)
 
 
 @kernel("elu_backward", "cpu", elementwise)
 def elu_backward_cpu(dy, x, alpha, out):
     for i in prange(x.size):
-        out[i] = _elu_grad_cpu(dy[i], x[i], alpha)
+        out[i] = _elu_grad_vec(dy[i], x[i], alpha)
 
 
 @kernel("elu", "cuda", elementwise)
@@ -240,16 +284,46 @@ _sigmoid_cpu, _sigmoid_gpu = shared(_sigmoid)
 _sigmoid_grad_cpu, _sigmoid_grad_gpu = shared(_sigmoid_grad)
 
 
+@first_cpu
+def sigmoid_cpu_v1(x, out):
+    for i in prange(x.size):
+        out[i] = _sigmoid_cpu(x[i])
+
+
+@first_cpu
+def sigmoid_backward_cpu_v1(dy, x, out):
+    for i in prange(x.size):
+        out[i] = dy[i] * _sigmoid_grad_cpu(x[i])
+
+
+@cpu_helper
+def _sigmoid_vec(v):
+    # The stable form without its branch: e = exp(-|v|) in (0, 1], t = 1 / (1 + e);
+    # sigmoid(v) = t for v >= 0 and e * t for v < 0 (= e / (1 + e)).
+    one = typed(v, 1.0)
+    e = vexp(-abs(v))
+    t = one / (one + e)
+    return t if v >= 0 else e * t
+
+
+@cpu_helper
+def _sigmoid_grad_vec(v):
+    one = typed(v, 1.0)
+    e = vexp(-abs(v))
+    t = one / (one + e)
+    return e * t * t  # e / (1 + e)^2
+
+
 @kernel("sigmoid", "cpu", elementwise)
 def sigmoid_cpu(x, out):
     for i in prange(x.size):
-        out[i] = _sigmoid_cpu(x[i])
+        out[i] = _sigmoid_vec(x[i])
 
 
 @kernel("sigmoid_backward", "cpu", elementwise)
 def sigmoid_backward_cpu(dy, x, out):
     for i in prange(x.size):
-        out[i] = dy[i] * _sigmoid_grad_cpu(x[i])
+        out[i] = dy[i] * _sigmoid_grad_vec(x[i])
 
 
 @kernel("sigmoid", "cuda", elementwise)
@@ -292,16 +366,45 @@ def _tanh_grad(v):
 _tanh_grad_cpu, _tanh_grad_gpu = shared(_tanh_grad)
 
 
+@first_cpu
+def tanh_cpu_v1(x, out):
+    for i in prange(x.size):
+        out[i] = math.tanh(x[i])
+
+
+@first_cpu
+def tanh_backward_cpu_v1(dy, x, out):
+    for i in prange(x.size):
+        out[i] = dy[i] * _tanh_grad_cpu(x[i])
+
+
+@cpu_helper
+def _tanh_vec(v):
+    # tanh(|v|) = (1 - e) / (1 + e) with e = exp(-2|v|); with m = expm1(-2|v|) = e - 1
+    # in (-1, 0] that is -m / (2 + m): no cancellation for small |v| (1 - e would lose
+    # every digit of tanh(1e-30)), and 1 at |v| = inf. The sign is v's (tanh(-0) = -0).
+    m = vexpm1(typed(v, -2.0) * abs(v))
+    return math.copysign(-m / (typed(v, 2.0) + m), v)
+
+
+@cpu_helper
+def _tanh_grad_vec(v):
+    one = typed(v, 1.0)
+    e = vexp(typed(v, -2.0) * abs(v))
+    t = one / (one + e)
+    return typed(v, 4.0) * e * t * t  # 4e / (1 + e)^2
+
+
 @kernel("tanh", "cpu", elementwise)
 def tanh_cpu(x, out):
     for i in prange(x.size):
-        out[i] = math.tanh(x[i])
+        out[i] = _tanh_vec(x[i])
 
 
 @kernel("tanh_backward", "cpu", elementwise)
 def tanh_backward_cpu(dy, x, out):
     for i in prange(x.size):
-        out[i] = dy[i] * _tanh_grad_cpu(x[i])
+        out[i] = dy[i] * _tanh_grad_vec(x[i])
 
 
 @kernel("tanh", "cuda", elementwise)
@@ -378,16 +481,99 @@ _gelu_cpu, _gelu_gpu = shared(_gelu)
 _gelu_grad_cpu, _gelu_grad_gpu = shared(_gelu_grad)
 
 
+@first_cpu
+def gelu_cpu_v1(x, out):
+    for i in prange(x.size):
+        out[i] = _gelu_cpu(x[i])
+
+
+@first_cpu
+def gelu_backward_cpu_v1(dy, x, out):
+    for i in prange(x.size):
+        out[i] = dy[i] * _gelu_grad_cpu(x[i])
+
+
+# The tuned cpu kernels need erfc without a libm call. With a = |x|, the normal tail is
+# Q(a) = Phi(-a) = phi(a) * M(a), M the Mills ratio (M(a) = sqrt(pi/2) erfcx(a/sqrt 2),
+# smooth, M(0) = sqrt(pi/2), M(a) ~ 1/a): then Phi(x) = Q(a) for x < 0 and 1 - Q(a) for
+# x >= 0, and phi(a), which gelu' needs too, is the only exp.
+# M(a) = t * P(t) with t = 1 / (1 + a * MILLS_K) in (0, 1]; P is the degree-19 polynomial
+# through M(a(t)) / t at the 20 Chebyshev points of [1 / (1 + 40 MILLS_K), 1]
+# (``numpy.polynomial.Chebyshev.interpolate`` on ``scipy.special.erfcx``, converted to
+# powers of t; tests/test_vecmath.py recomputes it). Its relative error is below 1e-14
+# on 0 <= a <= 40 (measured there), so Q(a) keeps its relative precision down to
+# underflow, as erfc does.
+MILLS_K = 0.2
+MILLS_P = (
+    0.19999999978514377,
+    0.20000001305437304,
+    0.19199963647516594,
+    0.17600616913248088,
+    0.15288842924397547,
+    0.12540361591484173,
+    0.09036621821578654,
+    0.08315969814590787,
+    -0.035179596223336856,
+    0.2412546946360295,
+    -0.5433926288689738,
+    1.0621218746397458,
+    -1.6508352793611358,
+    1.9924521063662652,
+    -1.8641567610303356,
+    1.2998391814438792,
+    -0.6416278620865333,
+    0.21061483404248732,
+    -0.04126169712778365,
+    0.003661490917517083,
+)
+
+
+@cpu_helper
+def _mills(a):
+    """M(a) = Phi(-a) / phi(a) for float64 a in [0, TAIL] (NaN gives NaN)."""
+    t = 1.0 / (1.0 + MILLS_K * a)
+    p = MILLS_P[19]
+    for k in range(18, -1, -1):  # Horner; NOTE: a loop over constants, unrolled by LLVM
+        p = p * t + MILLS_P[k]
+    return t * p
+
+
+@cpu_helper
+def _phi_and_cdf(v):
+    """phi(x) and Phi(x) for x = v in float64, |x| clipped to TAIL (NaN gives NaN)."""
+    x = float(v)
+    a = abs(x)
+    a = _TAIL if a > _TAIL else a
+    phi = _INV_SQRT2PI * vexp(-0.5 * a * a)
+    q = phi * _mills(a)  # Phi(-a)
+    return phi, (q if x < 0 else 1.0 - q)
+
+
+@cpu_helper
+def _gelu_vec(v):
+    _, cdf = _phi_and_cdf(v)
+    x = float(v)
+    return (-_TAIL if x < -_TAIL else x) * cdf  # max(x, -TAIL): -inf * 0 is NaN
+
+
+@cpu_helper
+def _gelu_grad_vec(v):
+    phi, cdf = _phi_and_cdf(v)
+    x = float(v)
+    t = _TAIL if x > _TAIL else (-_TAIL if x < -_TAIL else x)
+    return cdf + t * phi
+
+
 @kernel("gelu", "cpu", elementwise)
 def gelu_cpu(x, out):
     for i in prange(x.size):
-        out[i] = _gelu_cpu(x[i])
+        out[i] = _gelu_vec(x[i])
 
 
 @kernel("gelu_backward", "cpu", elementwise)
 def gelu_backward_cpu(dy, x, out):
     for i in prange(x.size):
-        out[i] = dy[i] * _gelu_grad_cpu(x[i])
+        out[i] = dy[i] * _gelu_grad_vec(x[i])
 
 
 @kernel("gelu", "cuda", elementwise)
@@ -452,16 +638,46 @@ _silu_cpu, _silu_gpu = shared(_silu)
 _silu_grad_cpu, _silu_grad_gpu = shared(_silu_grad)
 
 
+@first_cpu
+def silu_cpu_v1(x, out):
+    for i in prange(x.size):
+        out[i] = _silu_cpu(x[i])
+
+
+@first_cpu
+def silu_backward_cpu_v1(dy, x, out):
+    for i in prange(x.size):
+        out[i] = dy[i] * _silu_grad_cpu(x[i])
+
+
+@cpu_helper
+def _silu_vec(v):
+    tail = typed(v, -_SILU_TAIL)
+    return (tail if v < tail else v) * _sigmoid_vec(v)  # max(v, -TAIL): -inf * 0 is NaN
+
+
+@cpu_helper
+def _silu_grad_vec(v):
+    one, tail = typed(v, 1.0), typed(v, _SILU_TAIL)
+    e = vexp(-abs(v))  # SPEEDTIP: s = sigmoid(v) and q = sigmoid(-v) from one exp
+    a = one / (one + e)
+    b = e * a
+    s = a if v >= 0 else b
+    q = b if v >= 0 else a
+    t = tail if v > tail else (-tail if v < -tail else v)  # clip: inf * 0 is NaN
+    return s * (one + t * q)
+
+
 @kernel("silu", "cpu", elementwise)
 def silu_cpu(x, out):
     for i in prange(x.size):
-        out[i] = _silu_cpu(x[i])
+        out[i] = _silu_vec(x[i])
 
 
 @kernel("silu_backward", "cpu", elementwise)
 def silu_backward_cpu(dy, x, out):
     for i in prange(x.size):
-        out[i] = dy[i] * _silu_grad_cpu(x[i])
+        out[i] = dy[i] * _silu_grad_vec(x[i])
 
 
 @kernel("silu", "cuda", elementwise)

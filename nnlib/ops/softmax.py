@@ -24,6 +24,21 @@ log_softmax, is
 
 The CPU keeps a kernel per op: there a flag tested in the inner loops, and loops of a
 variable stride, cost 1.5-4x.
+
+First version, then tuned version (on the cpu): ``*_cpu_v1`` are the first, readable
+kernels (one row per prange iteration, scalar ``math.exp``; compiled, not registered:
+``benchmarks/bench_activations.py`` times them). The registered cpu kernels differ in
+three ways, each measured there on rows of 100:
+
+* SIMD exp: ``vexp`` (``_vecmath.py``) over a whole block of rows at once, after the
+  rows' maxima are subtracted (one long loop: a row of 100 alone would leave LLVM's
+  16-lane loop a 36-element scalar remainder, which cost about as much as the rest);
+* sums and maxima with independent accumulators (``_row_sum``, ``_row_max``): one
+  accumulator is a chain of dependent adds, one per clock at best;
+* serial below ``SERIAL_BELOW`` elements: the parallel region's start (waking the
+  second thread) costs more than the work of a small array. Above it, a prange loop
+  over blocks of about ``BLOCK`` elements (whole rows), which stay in the L1 cache
+  between the passes over them.
 """
 
 from __future__ import annotations
@@ -36,7 +51,8 @@ from numba import prange
 
 from .._backend import register
 from .._cuda import THREADS_ROW, cuda, cuda_jit
-from ._launch import cpu_helper, kernel, rows
+from ._launch import CPU_HELPER_OPTIONS, CPU_OPTIONS, cpu_helper, kernel, rows
+from ._vecmath import typed, vexp
 
 # ---------------------------------------------------------------------- reference
 
@@ -90,8 +106,11 @@ def _row_max_sum(x, i):
     return m, s
 
 
-@kernel("softmax", "cpu", rows)
-def softmax_cpu(x, out):
+first_cpu = numba.njit(**CPU_OPTIONS)  # a first-version cpu kernel: compiled, not registered
+
+
+@first_cpu
+def softmax_cpu_v1(x, out):
     for i in prange(x.shape[0]):
         m = x[i, 0]
         for j in range(1, x.shape[1]):
@@ -106,8 +125,8 @@ def softmax_cpu(x, out):
             out[i, j] *= inv
 
 
-@kernel("softmax_backward", "cpu", rows)
-def softmax_backward_cpu(dy, x, out):
+@first_cpu
+def softmax_backward_cpu_v1(dy, x, out):
     for i in prange(x.shape[0]):
         m, s = _row_max_sum(x, i)
         inv = 1.0 / s
@@ -118,8 +137,8 @@ def softmax_backward_cpu(dy, x, out):
             out[i, j] = math.exp(x[i, j] - m) * inv * (dy[i, j] - dot)
 
 
-@kernel("log_softmax", "cpu", rows)
-def log_softmax_cpu(x, out):
+@first_cpu
+def log_softmax_cpu_v1(x, out):
     for i in prange(x.shape[0]):
         m, s = _row_max_sum(x, i)
         log_s = math.log(s)
@@ -127,8 +146,8 @@ def log_softmax_cpu(x, out):
             out[i, j] = x[i, j] - m - log_s
 
 
-@kernel("log_softmax_backward", "cpu", rows)
-def log_softmax_backward_cpu(dy, x, out):
+@first_cpu
+def log_softmax_backward_cpu_v1(dy, x, out):
     for i in prange(x.shape[0]):
         m, s = _row_max_sum(x, i)
         inv = 1.0 / s
@@ -137,6 +156,159 @@ def log_softmax_backward_cpu(dy, x, out):
             total += dy[i, j]
         for j in range(x.shape[1]):
             out[i, j] = dy[i, j] - math.exp(x[i, j] - m) * inv * total
+
+
+# The tuned cpu kernels. Each works on blocks of whole rows, rows r0..r1-1:
+#   pass 1, per row: z = x - max(x) into out;
+#   pass 2, the block as one flat array: out = exp(out)  (the only exps);
+#   pass 3, per row: the sums, then the row's result from out (and dy).
+SERIAL_BELOW = 32_768  # elements: below, one thread (measured: benchmarks/README.md)
+BLOCK = 4096  # elements per prange iteration (whole rows: at least one)
+
+# NOTE: the row sums are the one place with a fastmath flag: ``reassoc`` lets LLVM add
+# 16 lanes at a time (only the order of the additions changes; the sum is float64 for
+# float32 data, as before). It is a separate function so that the flag reaches nothing
+# else (LLVM inlines it into the kernels afterwards).
+_sum_helper = numba.njit(**{**CPU_HELPER_OPTIONS, "inline": "never", "fastmath": {"reassoc"}})
+
+
+@_sum_helper
+def _row_sum(a, i):
+    """sum_j a[i, j] (float64)."""
+    s = 0.0
+    for j in range(a.shape[1]):
+        s += a[i, j]
+    return s
+
+
+@_sum_helper
+def _row_dot(a, b, i):
+    """sum_j a[i, j] * b[i, j] (float64)."""
+    s = 0.0
+    for j in range(a.shape[1]):
+        s += float(a[i, j]) * b[i, j]
+    return s
+
+
+@cpu_helper
+def _row_max(x, i):
+    """max_j x[i, j], by 8 independent maxima (NaN: see below)."""
+    # NOTE: a NaN may or may not come out of here; either way exp(x - m) is NaN for the
+    # NaN entry or for all of them, so the row's sum, and every result, is NaN.
+    c = x.shape[1]
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[i, 0]
+    j = 0
+    while j + 8 <= c:
+        m0, m1 = max(m0, x[i, j]), max(m1, x[i, j + 1])
+        m2, m3 = max(m2, x[i, j + 2]), max(m3, x[i, j + 3])
+        m4, m5 = max(m4, x[i, j + 4]), max(m5, x[i, j + 5])
+        m6, m7 = max(m6, x[i, j + 6]), max(m7, x[i, j + 7])
+        j += 8
+    for k in range(j, c):
+        m0 = max(m0, x[i, k])
+    return max(max(max(m0, m1), max(m2, m3)), max(max(m4, m5), max(m6, m7)))
+
+
+@cpu_helper
+def _exp_of_shifted(x, out, r0, r1):
+    """out[r] = exp(x[r] - max(x[r])) for the rows r0..r1-1."""
+    c = x.shape[1]
+    for i in range(r0, r1):
+        m = _row_max(x, i)
+        for j in range(c):
+            out[i, j] = x[i, j] - m
+    # SPEEDTIP: one loop over the block, not one per row. NOTE: over a view, indexed from
+    # 0: an index such as r0 * c + k might be negative as far as Numba knows, and the
+    # wraparound check it then adds to every access stops LLVM from vectorizing the loop.
+    block = out.reshape(out.size)[r0 * c : r1 * c]
+    for k in range(block.size):
+        block[k] = vexp(block[k])
+
+
+@cpu_helper
+def _blocks(x):
+    """(rows per block, number of blocks, parallel?) for the (M, C) array x."""
+    per = max(1, BLOCK // max(1, x.shape[1]))
+    return per, (x.shape[0] + per - 1) // per, x.size >= SERIAL_BELOW
+
+
+@cpu_helper
+def _softmax_block(x, out, r0, r1):
+    _exp_of_shifted(x, out, r0, r1)
+    for i in range(r0, r1):
+        inv = typed(x[i, 0], 1.0 / _row_sum(out, i))
+        for j in range(x.shape[1]):
+            out[i, j] *= inv
+
+
+@kernel("softmax", "cpu", rows)
+def softmax_cpu(x, out):
+    per, count, parallel = _blocks(x)
+    if parallel:
+        for b in prange(count):
+            _softmax_block(x, out, b * per, min(x.shape[0], (b + 1) * per))
+    else:
+        _softmax_block(x, out, 0, x.shape[0])
+
+
+@cpu_helper
+def _log_softmax_block(x, out, r0, r1):
+    _exp_of_shifted(x, out, r0, r1)
+    for i in range(r0, r1):
+        m, log_s = _row_max(x, i), math.log(_row_sum(out, i))
+        for j in range(x.shape[1]):
+            # NOTE: (x - m) - log_s, not x - (m + log_s): next to m = 1e30 the latter
+            # loses log_s entirely.
+            out[i, j] = (x[i, j] - m) - log_s
+
+
+@kernel("log_softmax", "cpu", rows)
+def log_softmax_cpu(x, out):
+    per, count, parallel = _blocks(x)
+    if parallel:
+        for b in prange(count):
+            _log_softmax_block(x, out, b * per, min(x.shape[0], (b + 1) * per))
+    else:
+        _log_softmax_block(x, out, 0, x.shape[0])
+
+
+@cpu_helper
+def _softmax_backward_block(dy, x, out, r0, r1):
+    _exp_of_shifted(x, out, r0, r1)
+    for i in range(r0, r1):
+        inv = 1.0 / _row_sum(out, i)
+        dot = _row_dot(dy, out, i) * inv  # sum_k dy_k y_k
+        for j in range(x.shape[1]):
+            out[i, j] = out[i, j] * inv * (dy[i, j] - dot)
+
+
+@kernel("softmax_backward", "cpu", rows)
+def softmax_backward_cpu(dy, x, out):
+    per, count, parallel = _blocks(x)
+    if parallel:
+        for b in prange(count):
+            _softmax_backward_block(dy, x, out, b * per, min(x.shape[0], (b + 1) * per))
+    else:
+        _softmax_backward_block(dy, x, out, 0, x.shape[0])
+
+
+@cpu_helper
+def _log_softmax_backward_block(dy, x, out, r0, r1):
+    _exp_of_shifted(x, out, r0, r1)
+    for i in range(r0, r1):
+        scale = _row_sum(dy, i) / _row_sum(out, i)  # sum_k dy_k / sum_k exp(x_k - m)
+        for j in range(x.shape[1]):
+            out[i, j] = dy[i, j] - out[i, j] * scale
+
+
+@kernel("log_softmax_backward", "cpu", rows)
+def log_softmax_backward_cpu(dy, x, out):
+    per, count, parallel = _blocks(x)
+    if parallel:
+        for b in prange(count):
+            _log_softmax_backward_block(dy, x, out, b * per, min(x.shape[0], (b + 1) * per))
+    else:
+        _log_softmax_backward_block(dy, x, out, 0, x.shape[0])
 
 
 # ---------------------------------------------------------------------- CUDA
