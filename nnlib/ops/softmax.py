@@ -162,7 +162,7 @@ def log_softmax_backward_cpu_v1(dy, x, out):
 #   pass 1, per row: z = x - max(x) into out;
 #   pass 2, the block as one flat array: out = exp(out)  (the only exps);
 #   pass 3, per row: the sums, then the row's result from out (and dy).
-SERIAL_BELOW = 32_768  # elements: below, one thread (measured: benchmarks/README.md)
+SERIAL_BELOW = 131_072  # elements: below, one thread (measured: benchmarks/README.md)
 BLOCK = 4096  # elements per prange iteration (whole rows: at least one)
 
 # NOTE: the row sums are the one place with a fastmath flag: ``reassoc`` lets LLVM add
