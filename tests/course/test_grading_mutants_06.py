@@ -143,6 +143,12 @@ MUTANTS = [
         mutate(DROP, "rng = np.random.default_rng(seed)", "rng = np.random.default_rng()"),
         "a generator made from the seed",
     ),
+    (
+        "dropout",
+        "the mask applied to x in place",
+        mutate(DROP, "    return x * mask, mask\n", "    x *= mask\n    return x, mask\n"),
+        "changed its argument x in place",
+    ),
     # ------------------------------------------------------------------- l2_penalty
     (
         "l2_penalty",
@@ -183,6 +189,12 @@ MUTANTS = [
         "float32 gradients upcast by a float64 scalar",
         mutate(L2, "grads[name] = lam * w", "grads[name] = np.float64(lam) * w"),
         "lam * W keeps W's dtype",
+    ),
+    (
+        "l2_penalty",
+        "the weights scaled in place for the gradient",
+        mutate(L2, "grads[name] = lam * w", "w *= lam\n            grads[name] = w"),
+        "changed its argument params",
     ),
     # --------------------------------------------------------------- early_stopping
     (
