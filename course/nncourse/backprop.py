@@ -31,7 +31,7 @@ from nnlib._backend import dispatch, use_backend
 from nnlib.gradient_check import check_vjp, numerical_gradient, relative_error
 from nnlib.testing import tolerance
 
-from .checks import CheckFailed, WrongAnswer, exercise, expect
+from .checks import CheckFailed, WrongAnswer, exercise, expect, unpack
 from .numba_checks import (
     call_nopython,
     dispatcher,
@@ -76,22 +76,6 @@ def _array_result(value, what):
     if value is None:
         raise CheckFailed(f"{what}: your function returned None. Did you forget `return`?")
     return value
-
-
-def _unpack(result, names, fn_name):
-    """The arrays of a tuple result ``(a, b, ...)``, named ``names`` in the message."""
-    wanted = f"a tuple ({', '.join(names)})"
-    if result is None:
-        raise CheckFailed(f"{fn_name} returned None, expected {wanted}. Did you forget `return`?")
-    if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        got = f"a {type(result).__name__}"
-        if isinstance(result, (tuple, list)):
-            got += f" of length {len(result)}"
-        raise CheckFailed(
-            f"{fn_name} returned {got}, expected {wanted}. Hint: end with "
-            f"`return {', '.join(names)}`."
-        )
-    return result
 
 
 def _close(got, want) -> bool:
@@ -215,7 +199,7 @@ DENSE_WRONG = {"dX": DX_WRONG, "dW": DW_WRONG, "db": DB_WRONG}
 
 
 def _dense_parts(dense_backward, dY, X, W):
-    return _unpack(dense_backward(dY, X, W), ("dX", "dW", "db"), "dense_backward")
+    return unpack(dense_backward(dY, X, W), ("dX", "dW", "db"), "dense_backward")
 
 
 def _expect_dense(dense_backward, dY, X, W, what):
@@ -854,7 +838,7 @@ def _mlp_forward_right(mlp_forward, params, X):
     """The learner's ``(logits, cache)``, failing first when the logits are wrong: the
     backward pass works from the forward pass's cache, so a wrong forward pass is named
     as such instead of being blamed on mlp_backward."""
-    logits, cache = _unpack(mlp_forward(params, X), ("logits", "cache"), "mlp_forward")
+    logits, cache = unpack(mlp_forward(params, X), ("logits", "cache"), "mlp_forward")
     want = mlp_forward_ref(params, X)[0].astype(X.dtype)
     if not _close(logits, want):
         raise CheckFailed(
@@ -921,7 +905,7 @@ def _mlp_numeric_grads(seed):
 @mlp_ex.subcheck("mlp_forward(params, X) gives logits relu(X @ W1 + b1) @ W2 + b2")
 def _(mlp_forward, mlp_backward):
     params, X, _ = _mlp_data()
-    logits = _unpack(mlp_forward(params, X), ("logits", "cache"), "mlp_forward")[0]
+    logits = unpack(mlp_forward(params, X), ("logits", "cache"), "mlp_forward")[0]
     P = {k: params[k] for k in PARAM_NAMES}
     known = [
         WrongAnswer(
@@ -996,7 +980,7 @@ def _(mlp_forward, mlp_backward):
     params, X, y = _mlp_data(seed=68)
     params32 = {k: v.astype(np.float32) for k, v in params.items()}
     X32 = X.astype(np.float32)
-    logits, _ = _unpack(mlp_forward(params32, X32), ("logits", "cache"), "mlp_forward")
+    logits, _ = unpack(mlp_forward(params32, X32), ("logits", "cache"), "mlp_forward")
     want = mlp_forward_ref(params32, X32)[0].astype(np.float32)
     expect(_array_result(logits, "logits"), want, "logits for float32 params and X")
     grads = _mlp_grads(mlp_forward, mlp_backward, params32, X32, y)

@@ -15,6 +15,7 @@ numerically safe).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import signal
 import sys
@@ -147,6 +148,45 @@ def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
     return f"{type(value).__name__} {value!r}"[:120]
+
+
+def kind_of(value) -> str:
+    """What a learner's function returned, for a message: "an array of shape ...", "a dict"."""
+    if isinstance(value, Unsupported):
+        return repr(value)
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+def unpack(result, names, fn_name: str) -> list:
+    """The pieces of a tuple result ``(a, b, ...)``, named ``names`` in the message."""
+    wanted = f"a tuple ({', '.join(names)})"
+    if result is None:
+        raise CheckFailed(f"{fn_name} returned None, expected {wanted}. Did you forget `return`?")
+    if not isinstance(result, (tuple, list)) or len(result) != len(names):
+        got = kind_of(result)
+        if isinstance(result, (tuple, list)):
+            got += f" of length {len(result)}"
+        raise CheckFailed(
+            f"{fn_name} returned {got}, expected {wanted}. Hint: end with "
+            f"`return {', '.join(names)}`."
+        )
+    return list(result)
+
+
+def as_number(got, what: str) -> float:
+    """``got`` as a float; a failure unless it is one real number (a 0-d array counts)."""
+    if isinstance(got, np.ndarray) and got.shape == ():
+        got = got[()]
+    ok = isinstance(got, (numbers.Real, np.integer, np.floating)) and not isinstance(
+        got, (bool, np.bool_)
+    )
+    if not ok:
+        raise CheckFailed(
+            f"{what}: expected a number, got {kind_of(got)}. Hint: return float(...)."
+        )
+    return float(got)
 
 
 def matches(got, wrong) -> bool:

@@ -31,7 +31,17 @@ import numpy as np
 
 from nnlib.gradient_check import numerical_gradient, relative_error
 
-from .checks import CheckFailed, WrongAnswer, exercise, expect, expect_rate, matches, quiet
+from .checks import (
+    CheckFailed,
+    WrongAnswer,
+    as_number,
+    exercise,
+    expect,
+    expect_rate,
+    matches,
+    quiet,
+    unpack,
+)
 from .learner import Unsupported
 from .numba_checks import (
     add_numba_subchecks,
@@ -46,33 +56,6 @@ SIGMAS = 5.0  # statistical checks: 5 standard errors
 
 def _rng(seed):
     return np.random.default_rng(seed)
-
-
-def _unpack(result, names, fn_name):
-    """The pieces of a tuple result ``(a, b, ...)``, named ``names`` in the message."""
-    wanted = f"a tuple ({', '.join(names)})"
-    if result is None:
-        raise CheckFailed(f"{fn_name} returned None, expected {wanted}. Did you forget `return`?")
-    if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        got = repr(result) if isinstance(result, Unsupported) else f"a {type(result).__name__}"
-        if isinstance(result, (tuple, list)):
-            got += f" of length {len(result)}"
-        raise CheckFailed(
-            f"{fn_name} returned {got}, expected {wanted}. Hint: end with "
-            f"`return {', '.join(names)}`."
-        )
-    return list(result)
-
-
-def _number(got, what: str) -> float:
-    """``got`` as a float; a failure unless it is one number."""
-    ok = isinstance(got, (int, float, np.integer, np.floating)) and not isinstance(
-        got, (bool, np.bool_)
-    )
-    if not ok:
-        kind = repr(got) if isinstance(got, Unsupported) else type(got).__name__
-        raise CheckFailed(f"{what}: expected a number, got {kind}. Hint: return float(g).")
-    return float(got)
 
 
 # =========================================================== 1. Xavier and He samplers
@@ -675,7 +658,7 @@ def _gain_hint(find_tanh_gain, found: dict) -> str:
     for too, so that a wrong criterion is named only when it fits all of them."""
     for t in GAIN_TARGETS:
         if t not in found:
-            found[t] = quiet(lambda t=t: _number(find_tanh_gain(t), "find_tanh_gain"))
+            found[t] = quiet(lambda t=t: as_number(find_tanh_gain(t), "find_tanh_gain"))
     found = {t: g for t, g in found.items() if g is not None}
     for wrong, hint in GAIN_WRONG:
         pairs = [(g, quiet(wrong, t)) for t, g in found.items()]
@@ -702,7 +685,7 @@ def _(find_tanh_gain):
 
 
 def _check_gains(find_tanh_gain, targets):
-    found = {t: _number(find_tanh_gain(t), f"find_tanh_gain({t})") for t in targets}
+    found = {t: as_number(find_tanh_gain(t), f"find_tanh_gain({t})") for t in targets}
     bad = [
         t for t, g in found.items() if not math.isclose(g, mean_field_gain(t), rel_tol=GAIN_RTOL)
     ]
@@ -886,7 +869,7 @@ DBETA_WRONG = [
 
 
 def _forward(batchnorm_forward, x, gamma, beta, eps):
-    y, cache = _unpack(batchnorm_forward(x, gamma, beta, eps), ("y", "cache"), "batchnorm_forward")
+    y, cache = unpack(batchnorm_forward(x, gamma, beta, eps), ("y", "cache"), "batchnorm_forward")
     return y, cache
 
 
@@ -916,7 +899,7 @@ def _(batchnorm_forward, batchnorm_backward):
 
 def _backward(batchnorm_forward, batchnorm_backward, x, gamma, beta, dy, eps):
     _, cache = _forward(batchnorm_forward, x, gamma, beta, eps)
-    return _unpack(batchnorm_backward(dy, cache), ("dx", "dgamma", "dbeta"), "batchnorm_backward")
+    return unpack(batchnorm_backward(dy, cache), ("dx", "dgamma", "dbeta"), "batchnorm_backward")
 
 
 @functools.lru_cache(maxsize=4)
@@ -1108,7 +1091,7 @@ def _run_steps(step, batches, training, momentum, eps, dtype=np.float64, start=N
                 for a in bn_step_ref(x, rm, rv, gamma, beta, t, momentum, eps, **variant)
             )
         else:
-            y, rm, rv = _unpack(
+            y, rm, rv = unpack(
                 step(x, rm.copy(), rv.copy(), gamma, beta, t, momentum, eps),
                 ("y", "running_mean", "running_var"),
                 "batchnorm_step",
@@ -1138,7 +1121,7 @@ def _expect_steps(batchnorm_step, batches, training, momentum, what, dtype=np.fl
     rm, rv = start if start is not None else (np.zeros(d, dtype), np.ones(d, dtype))
     for k, x in enumerate(batches):
         t = training[k] if isinstance(training, (list, tuple)) else training
-        got = _unpack(
+        got = unpack(
             batchnorm_step(x, rm.copy(), rv.copy(), gamma, beta, t, momentum, 1e-5),
             ("y", "running_mean", "running_var"),
             "batchnorm_step",
@@ -1201,7 +1184,7 @@ def _(batchnorm_step):
             "variance (and N - 1 = 0 in the unbiased one). Hint: if training and "
             "x.shape[0] < 2: raise ValueError(...) saying so (PyTorch does the same)."
         )
-    y, new_rm, new_rv = _unpack(
+    y, new_rm, new_rv = unpack(
         batchnorm_step(x, rm, rv, gamma, beta, False, 0.1, 1e-5),
         ("y", "running_mean", "running_var"),
         "batchnorm_step",
@@ -1261,7 +1244,7 @@ def _stacked(bn_stats_numba):
 
     def run(x):
         got = call_nopython(bn_stats_numba, "bn_stats_numba", x)
-        mean, var = _unpack(got, ("mean", "var"), "bn_stats_numba")
+        mean, var = unpack(got, ("mean", "var"), "bn_stats_numba")
         for name, a in (("mean", mean), ("var", var)):
             if not isinstance(a, np.ndarray) or a.shape != (x.shape[1],):
                 shape = getattr(a, "shape", type(a).__name__)

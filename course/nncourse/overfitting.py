@@ -33,8 +33,16 @@ import numpy as np
 
 from nnlib.gradient_check import numerical_gradient, relative_error
 
-from .checks import CheckFailed, WrongAnswer, exercise, expect, expect_rate
-from .learner import Unsupported
+from .checks import (
+    CheckFailed,
+    WrongAnswer,
+    as_number,
+    exercise,
+    expect,
+    expect_rate,
+    kind_of,
+    unpack,
+)
 from .numba_checks import (
     add_numba_subchecks,
     call_nopython,
@@ -50,45 +58,9 @@ def _rng(seed):
     return np.random.default_rng(seed)
 
 
-def _kind(value) -> str:
-    if isinstance(value, Unsupported):
-        return repr(value)
-    if isinstance(value, np.ndarray):
-        return f"an array of shape {value.shape} and dtype {value.dtype}"
-    return f"a {type(value).__name__}"
-
-
-def _unpack(result, names, fn_name):
-    """The pieces of a tuple result ``(a, b, ...)``, named ``names`` in the message."""
-    wanted = f"a tuple ({', '.join(names)})"
-    if result is None:
-        raise CheckFailed(f"{fn_name} returned None, expected {wanted}. Did you forget `return`?")
-    if not isinstance(result, (tuple, list)) or len(result) != len(names):
-        got = _kind(result)
-        if isinstance(result, (tuple, list)):
-            got += f" of length {len(result)}"
-        raise CheckFailed(
-            f"{fn_name} returned {got}, expected {wanted}. Hint: end with "
-            f"`return {', '.join(names)}`."
-        )
-    return list(result)
-
-
-def _number(got, what: str) -> float:
-    """``got`` as a float; a failure unless it is one real number."""
-    if isinstance(got, np.ndarray) and got.shape == ():
-        got = got[()]
-    ok = isinstance(got, (numbers.Real, np.integer, np.floating)) and not isinstance(
-        got, (bool, np.bool_)
-    )
-    if not ok:
-        raise CheckFailed(f"{what}: expected a number, got {_kind(got)}. Hint: return float(...).")
-    return float(got)
-
-
 def _array(got, what: str) -> np.ndarray:
     if not isinstance(got, np.ndarray):
-        raise CheckFailed(f"{what}: expected a NumPy array, got {_kind(got)}")
+        raise CheckFailed(f"{what}: expected a NumPy array, got {kind_of(got)}")
     return got
 
 
@@ -121,7 +93,7 @@ def _nonzero_x(shape, seed, dtype=np.float64):
 def _forward(dropout_forward, x, p, seed, training=True):
     what = f"dropout_forward(x, p={p}, seed={seed}, training={training})"
     result, aliased = _call(dropout_forward, x, p, seed, training)
-    y, mask = _unpack(result, ("y", "mask"), "dropout_forward")
+    y, mask = unpack(result, ("y", "mask"), "dropout_forward")
     y = _array(y, f"y of {what}")
     if y.shape != x.shape:
         raise CheckFailed(f"y of {what}: shape {y.shape}, expected x's shape {x.shape}")
@@ -386,7 +358,7 @@ def _(dropout_forward, dropout_backward):
             raise CheckFailed(
                 f"dropout_forward(x, p={p}, seed=0, training={training}) "
                 f"{'raised' if isinstance(result, str) else 'returned'} "
-                f"{result if isinstance(result, str) else _kind(result)}, expected a ValueError. "
+                f"{result if isinstance(result, str) else kind_of(result)}, expected a ValueError. "
                 "Hint: check p first, in both modes: if not 0 <= p < 1: raise "
                 "ValueError(f'p must be in [0, 1); got {p}')."
             )
@@ -450,8 +422,8 @@ PENALTY_WRONG = (
 
 
 def _penalty(l2_penalty, params, lam, what):
-    penalty, grads = _unpack(l2_penalty(params, lam), ("penalty", "grads"), "l2_penalty")
-    return _number(penalty, f"the penalty of {what}"), grads
+    penalty, grads = unpack(l2_penalty(params, lam), ("penalty", "grads"), "l2_penalty")
+    return as_number(penalty, f"the penalty of {what}"), grads
 
 
 def _expect_penalty(got, params, lam, what, rtol):
@@ -469,7 +441,7 @@ def _expect_penalty(got, params, lam, what, rtol):
 def _expect_grads(grads, params, lam, what, dtype):
     if not isinstance(grads, dict):
         raise CheckFailed(
-            f"grads of {what}: expected a dict name -> gradient array, got {_kind(grads)}"
+            f"grads of {what}: expected a dict name -> gradient array, got {kind_of(grads)}"
         )
     missing = [k for k in params if k not in grads]
     if missing:
@@ -727,13 +699,15 @@ def _epoch(value, what):
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise CheckFailed(f"{what}: expected an epoch number (an int) or None, got {_kind(value)}")
+        raise CheckFailed(
+            f"{what}: expected an epoch number (an int) or None, got {kind_of(value)}"
+        )
     return int(value)
 
 
 def _stop_result(early_stopping, losses, patience, min_delta):
     got = early_stopping(list(losses), patience, min_delta)
-    best, stopped = _unpack(got, ("best_epoch", "stopped_epoch"), "early_stopping")
+    best, stopped = unpack(got, ("best_epoch", "stopped_epoch"), "early_stopping")
     what = f"early_stopping({losses}, patience={patience}, min_delta={min_delta})"
     return _epoch(best, f"best_epoch of {what}"), _epoch(stopped, f"stopped_epoch of {what}")
 
@@ -843,7 +817,7 @@ def _expect_training(train_early_stopping, seed, max_epochs, patience, min_delta
     )
     call = train_early_stopping.call((linear_epoch, weights, max_epochs, patience, min_delta), {})
     train_early_stopping.enforce(call)
-    best_weights, got_best, got_stopped = _unpack(
+    best_weights, got_best, got_stopped = unpack(
         call.result, ("best_weights", "best_epoch", "stopped_epoch"), "train_early_stopping"
     )
     got = (
@@ -863,7 +837,7 @@ def _expect_training(train_early_stopping, seed, max_epochs, patience, min_delta
     if not isinstance(best_weights, dict) or set(best_weights) != set(weights):
         raise CheckFailed(
             f"best_weights of {what}: expected a dict with the keys of weights "
-            f"({', '.join(weights)}), got {_kind(best_weights)}"
+            f"({', '.join(weights)}), got {kind_of(best_weights)}"
             + (f" with keys {sorted(best_weights)}" if isinstance(best_weights, dict) else "")
         )
     if call.aliased:
@@ -1083,7 +1057,7 @@ def _(random_shifts, augmented_split):
 
 def _split(augmented_split, X, y, val_fraction, max_shift, seed):
     what = f"augmented_split(X, y, val_fraction={val_fraction}, max_shift={max_shift}, seed={seed})"
-    parts = _unpack(
+    parts = unpack(
         augmented_split(X, y, val_fraction, max_shift, seed),
         ("X_train", "y_train", "X_val", "y_val"),
         "augmented_split",
@@ -1288,12 +1262,12 @@ def _stacked(dropout_numba):
 
     def run(x, p, seed):
         got = call_nopython(dropout_numba, "dropout_numba", x, p, seed)
-        y, mask = _unpack(got, ("y", "mask"), "dropout_numba")
+        y, mask = unpack(got, ("y", "mask"), "dropout_numba")
         for name, a in (("y", y), ("mask", mask)):
             if not isinstance(a, np.ndarray) or a.shape != x.shape:
                 raise CheckFailed(
                     f"dropout_numba(x, p, seed) for x of shape {x.shape}: {name} is "
-                    f"{_kind(a)}, expected an array of x's shape"
+                    f"{kind_of(a)}, expected an array of x's shape"
                 )
             if a.dtype != x.dtype:
                 raise CheckFailed(
@@ -1479,7 +1453,7 @@ def _ridge_hint(got, problem) -> str:
 def _check_ridge(best_ridge_lambda, seeds):
     for seed in seeds:
         problem, want = _ridge_case(seed)
-        got = _number(best_ridge_lambda(*problem), f"best_ridge_lambda(problem {seed})")
+        got = as_number(best_ridge_lambda(*problem), f"best_ridge_lambda(problem {seed})")
         if not (got > 0 and math.isclose(got, want, rel_tol=RIDGE_RTOL)):
             at_got = ridge_val_loss(got, *problem[:2], *problem[2:]) if got > 0 else math.nan
             at_best = ridge_val_loss(want, *problem[:2], *problem[2:])
@@ -1561,7 +1535,7 @@ def check_config(config) -> dict:
     """``config`` as a clean dict, or a failure naming what is wrong."""
     if not isinstance(config, dict):
         raise CheckFailed(
-            f"budget_config() returned {_kind(config)}, expected a dict with the keys "
+            f"budget_config() returned {kind_of(config)}, expected a dict with the keys "
             f"{', '.join(CONFIG_KEYS)}.\n  Hint: return {EXAMPLE_CONFIG!r} with your values."
         )
     missing = [k for k in CONFIG_KEYS if k not in config]
