@@ -146,7 +146,7 @@ def gradcheck(
         width = layer.output_features(width)
     for layer, w_in in zip(m.layers, widths, strict=False):
         if isinstance(layer, Dropout):
-            layer.frozen_u = rng.random((len(X), w_in))
+            layer.frozen_u = rng.random((len(X), *np.atleast_1d(w_in)))
 
     def loss_value() -> float:
         return float(loss_fn(m._forward(X, training=True), targets))

@@ -5,7 +5,12 @@
   the one with respect to ``x``, filling ``layer.grads`` on the way.
 
 Parameters and their gradients are dicts keyed by name: ``dense.params["W"]``,
-``dense.grads["W"]``. Shapes: N batch, D input features, H output features.
+``dense.grads["W"]``. Shapes: N batch, D input features, H output features; images are
+(N, C, H, W) (channels first, as PyTorch), and ``Flatten`` turns them into rows.
+
+A layer is built from the shape of one input example, ``in_features``: the width D (an
+int) for rows, the tuple (C, H, W) for images (None while unknown), and returns the shape
+of one output example.
 
 The math is not here: every layer calls an op by name (through the functional API or
 :func:`nnlib._backend.dispatch`), and the op runs on the layer's backend.
@@ -13,6 +18,7 @@ The math is not here: every layer calls an op by name (through the functional AP
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -30,6 +36,7 @@ __all__ = [
     "BatchNorm1d",
     "Dense",
     "Dropout",
+    "Flatten",
     "Layer",
     "LeakyReLU",
     "PReLU",
@@ -79,6 +86,12 @@ class Layer:
 
     #: the backend the layer's ops run on (None: resolved at each call); set by Sequential
     backend: str | None = None
+    #: True: the output has the shape of the input (elementwise layers, Dropout); a layer
+    #: that changes it (Conv2D, MaxPool2D, Flatten) says False and keeps ``input_shape``,
+    #: the shape of one input example once known (None before), from which a model learns
+    #: the shape of its input
+    keeps_shape: bool = True
+    input_shape: tuple | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -180,6 +193,15 @@ def layer_from_config(spec: dict) -> Layer:
     return cls(**spec["config"])
 
 
+def _refuse_images(layer, in_features) -> None:
+    """Layers of rows (Dense, BatchNorm1d) built on images: say to flatten them first."""
+    if isinstance(in_features, tuple):
+        raise ValueError(
+            f"{layer!r} takes rows (N, D), but its input is images (N, C, H, W) = (N, "
+            f"{', '.join(map(str, in_features))}): put nl.Flatten() before it"
+        )
+
+
 def _fill(slots: Slots, values: dict, what: str) -> None:
     """Put ``values`` (name -> array) into ``slots``: all new names (while building) or
     exactly the names it has (copied into the arrays there)."""
@@ -269,6 +291,9 @@ class Dense(Layer):
     def build(self, in_features, rng, dtype):
         if self.built:
             return self.out_features
+        _refuse_images(self, in_features)
+        if in_features is None:
+            in_features = self.in_features
         if in_features is None:
             raise NotBuiltError(
                 f"{self!r}: the input width is unknown; give Dense(in_features, "
@@ -341,6 +366,79 @@ class Dense(Layer):
     def __repr__(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""
         return f"Dense({self.in_features}, {self.out_features}, init={self.init_name!r}{act})"
+
+
+# ---------------------------------------------------------------------------- Flatten
+
+
+class Flatten(Layer):
+    """Images to rows: ``x`` (N, C, H, W) -> ``y`` (N, C*H*W), in C order (y[n, (c*H + i)*W
+    + j] = x[n, c, i, j]); the backward pass reshapes the gradient back. Rows (N, D) pass
+    through unchanged. Both directions are views: nothing is copied on the host.
+
+    ``input_shape``: (C, H, W), the shape of one input image, if the model should know
+    it before it is built (it is learnt at build otherwise, and saved with the model).
+    """
+
+    keeps_shape = False
+
+    def __init__(self, input_shape=None):
+        super().__init__()
+        if input_shape is not None:
+            if not (
+                isinstance(input_shape, (tuple, list))
+                and len(input_shape) == 3
+                and all(
+                    isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0
+                    for d in input_shape
+                )
+            ):
+                raise ValueError(
+                    f"Flatten: input_shape must be (C, H, W), three positive ints; got "
+                    f"{input_shape!r}"
+                )
+            input_shape = tuple(int(d) for d in input_shape)
+        self.input_shape = input_shape
+
+    def get_config(self) -> dict:
+        return {"input_shape": None if self.input_shape is None else list(self.input_shape)}
+
+    def output_features(self, in_features):
+        if isinstance(in_features, tuple):
+            return math.prod(in_features)
+        return in_features
+
+    def build(self, in_features, rng, dtype):
+        if in_features is None:
+            in_features = self.input_shape
+        elif self.input_shape is not None and in_features != self.input_shape:
+            raise ValueError(f"{self!r} expects input images {self.input_shape}; got {in_features}")
+        elif isinstance(in_features, tuple):
+            self.input_shape = in_features
+        return self.output_features(in_features)
+
+    def forward(self, x):
+        if x.ndim < 2:
+            raise ValueError(
+                f"{self!r}: input must be a batch (N, ...) with at least 2 dimensions; got "
+                f"shape {tuple(x.shape)}"
+            )
+        self.x_shape = tuple(x.shape)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+    def backward(self, dy):
+        shape = self._kept("x_shape")
+        if tuple(dy.shape) != (shape[0], math.prod(shape[1:])):
+            raise ValueError(
+                f"{self!r}: dy must have shape {(shape[0], math.prod(shape[1:]))} (the output "
+                f"of the last forward); got {tuple(dy.shape)}"
+            )
+        return dy.reshape(shape)
+
+    def __repr__(self) -> str:
+        return (
+            "Flatten()" if self.input_shape is None else f"Flatten(input_shape={self.input_shape})"
+        )
 
 
 # ---------------------------------------------------------------------------- activations
@@ -595,6 +693,7 @@ class BatchNorm1d(Layer):
     def build(self, in_features, rng, dtype):
         if self.built:
             return self.num_features
+        _refuse_images(self, in_features)
         if in_features is None and self.num_features is None:
             raise NotBuiltError(
                 f"{self!r}: the number of features is unknown; give BatchNorm1d(num_features) "

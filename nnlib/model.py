@@ -21,13 +21,26 @@ from . import io, training
 from . import losses as losses_
 from ._arrays import assign, to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
-from ._inputs import as_data, check_features, check_int, check_lengths
+from ._inputs import as_data, check_features, check_int, check_lengths, describe, example_shape
 from ._validate import is_device_array
 from .layers import BatchNorm1d, Dense, Layer, NotBuiltError, Sigmoid, Softmax, layer_from_config
 from .optim import OPTIMIZERS, Optimizer, optimizer_from_config
 from .params import ParameterStore
 
 __all__ = ["Sequential", "load", "save"]
+
+
+def _example_shape_arg(shape):
+    """``input_dim`` as build takes it: None, a width D (int) or (C, H, W) (a tuple)."""
+    if shape is None:
+        return None
+    if isinstance(shape, (tuple, list)):
+        if len(shape) != 3:
+            raise ValueError(
+                f"input_dim must be a width D (an int) or an image shape (C, H, W); got {shape!r}"
+            )
+        return tuple(check_int(d, "input_dim", 1) for d in shape)
+    return check_int(shape, "input_dim", 1)
 
 
 class Sequential:
@@ -81,22 +94,25 @@ class Sequential:
     # ------------------------------------------------------------------ structure
     @property
     def input_features(self):
-        """The input width, from the first layer that fixes it (a Dense, or a
-        BatchNorm1d given its num_features); None when it is left to infer."""
+        """The shape of one input example: a width D (rows), or (C, H, W) (images), from
+        the first layer that fixes it (a Dense, a BatchNorm1d given its num_features, an
+        image layer once it knows its input); None when it is left to infer."""
         for layer in self.layers:
             if isinstance(layer, Dense):
                 return layer.in_features
             if isinstance(layer, BatchNorm1d) and layer.num_features is not None:
                 return layer.num_features
+            if not layer.keeps_shape:  # Conv2D, MaxPool2D, Flatten: known once built
+                return layer.input_shape
         return None
 
     @property
     def output_features(self):
         return self.output_width(self.input_features)
 
-    def output_width(self, in_features: int | None) -> int | None:
-        """The output width for inputs of width ``in_features`` (a model without Dense
-        layers keeps the width of its input)."""
+    def output_width(self, in_features):
+        """The output width for inputs of shape ``in_features`` (a width D, or (C, H, W)
+        for images; a model without Dense layers keeps the shape of its input)."""
         width = in_features
         for layer in self.layers:
             width = layer.output_features(width)
@@ -106,6 +122,11 @@ class Sequential:
         width, source = None, None
         for i, layer in enumerate(self.layers):
             expects = {Dense: "in_features", BatchNorm1d: "num_features"}.get(type(layer))
+            if expects is not None and isinstance(width, tuple):
+                raise ValueError(
+                    f"layers do not chain: layers[{i}] {layer!r} takes rows (N, D), but "
+                    f"layers[{source}] outputs {describe(width)}: put nl.Flatten() before it"
+                )
             if expects is not None:
                 if width is not None and getattr(layer, expects) not in (None, width):
                     raise ValueError(
@@ -114,16 +135,22 @@ class Sequential:
                         f"outputs {width}"
                     )
                 source = i
+            elif not layer.keeps_shape:
+                source = i
             width = layer.output_features(width)
 
     @property
     def built(self) -> bool:
         return self.store is not None and all(layer.built for layer in self.layers)
 
-    def build(self, input_dim: int | None = None, *, seed=None) -> Sequential:
-        """Create the parameters of every layer (input width ``input_dim`` if the first
-        Dense does not give it), drawing them from ``seed``."""
+    def build(self, input_dim=None, *, seed=None) -> Sequential:
+        """Create the parameters of every layer, drawing them from ``seed``.
+
+        ``input_dim``: the shape of one input example when the first layer does not fix
+        it: a width D for rows (N, D), or ``(C, H, W)`` for images (N, C, H, W).
+        """
         rng = initializers.rng_from(seed)
+        input_dim = _example_shape_arg(input_dim)
         if input_dim is not None and self.input_features not in (None, input_dim):
             raise ValueError(
                 f"the model expects {self.input_features} input features; got {input_dim}"
@@ -162,10 +189,12 @@ class Sequential:
                 "or model.fit(...) first (or give every Dense a seed)"
             )
 
-    def parameter_shapes(self, input_dim: int | None = None) -> dict[str, tuple]:
-        """Every parameter's shape by name (as :meth:`parameters` names them), for inputs
-        ``input_dim`` wide, without building anything."""
-        width = input_dim if input_dim is not None else self.input_features
+    def parameter_shapes(self, input_dim=None) -> dict[str, tuple]:
+        """Every parameter's shape by name (as :meth:`parameters` names them), for input
+        examples of shape ``input_dim`` (D or (C, H, W)), without building anything."""
+        width = _example_shape_arg(input_dim)
+        if width is None:
+            width = self.input_features
         shapes = {}
         for i, layer in enumerate(self.layers):
             for k, shape in layer.parameter_shapes(width).items():
@@ -387,7 +416,7 @@ class Sequential:
             for i in range(0, len(X), batch_size)
         ]
         if not outs:
-            return np.zeros((0, self.output_width(X.shape[1])), self.dtype)
+            return np.zeros((0, self.output_width(example_shape(X))), self.dtype)
         return np.concatenate(outs)
 
     def _epoch_logs(self, acc, n, loss_fn, width) -> dict:
@@ -406,7 +435,7 @@ class Sequential:
         for i in range(0, len(X), batch_size):
             out = self._forward(X[i : i + batch_size], training=False)
             loss_fn.accumulate(out, targets[i : i + batch_size], acc)  # slices: views
-        return self._epoch_logs(acc, len(X), loss_fn, self.output_width(X.shape[1]))
+        return self._epoch_logs(acc, len(X), loss_fn, self.output_width(example_shape(X)))
 
     def _prepare_inference(self, X, backend, what):
         self._require_built(what)
@@ -430,7 +459,7 @@ class Sequential:
             raise ValueError("evaluate: pass loss=... (the model has not been fit yet)")
         loss_fn = losses_.get(loss, "mean") if loss is not None else copy.copy(self.loss)
         loss_fn.backend = self.backend
-        targets = loss_fn.prepare(y, self.output_width(X.shape[1]), self.dtype)
+        targets = loss_fn.prepare(y, self.output_width(example_shape(X)), self.dtype)
         check_lengths(X, targets)
         return self._evaluate(X, targets, loss_fn, batch_size)
 

@@ -24,7 +24,7 @@ from . import init as initializers
 from . import losses as losses_
 from ._arrays import to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
-from ._inputs import as_data, check_features, check_int, check_lengths
+from ._inputs import as_data, check_features, check_int, check_lengths, example_shape
 from .layers import BatchNorm1d, Dense, Dropout
 from .ops.gather import take_rows
 from .optim import Adam, Optimizer
@@ -156,7 +156,7 @@ def train_on_batch(model, X, y, *, loss, optimizer, backend, reduction) -> float
         step.prepare()
     X = as_data(X, "X", model.dtype)
     check_features(X, model)
-    targets = step.loss_fn.prepare(y, model.output_width(X.shape[1]), model.dtype)
+    targets = step.loss_fn.prepare(y, model.output_width(example_shape(X)), model.dtype)
     check_lengths(X, targets)
     X, targets = to_backend(X, step.backend), to_backend(targets, step.backend)
     acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
@@ -220,19 +220,20 @@ def fit(
     rng = initializers.rng_from(seed)
     X = as_data(X, "X", model.dtype)
     if not model.built:
-        model.build(X.shape[1], seed=rng)
+        model.build(example_shape(X), seed=rng)
     check_features(X, model)
-    targets = loss_fn.prepare(y, model.output_width(X.shape[1]), model.dtype)
+    width = model.output_width(example_shape(X))
+    targets = loss_fn.prepare(y, width, model.dtype)
     check_lengths(X, targets)
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             raise TypeError("validation_data must be a pair (X_val, y_val)")
         X_val = as_data(validation_data[0], "validation_data[0]", model.dtype)
-        width = model.output_width(X.shape[1])
         y_val = loss_fn.prepare(validation_data[1], width, model.dtype, "y_val")
-        if X_val.shape[1] != X.shape[1] or len(X_val) != len(y_val):
+        if X_val.shape[1:] != X.shape[1:] or len(X_val) != len(y_val):
+            each = ", ".join(map(str, X.shape[1:]))
             raise ValueError(
-                f"validation_data must be (N_val, {X.shape[1]}) data with N_val targets; "
+                f"validation_data must be (N_val, {each}) data with N_val targets; "
                 f"got {X_val.shape} and {len(y_val)} targets"
             )
     elif validation_split:
@@ -264,7 +265,7 @@ def fit(
 
     batch_begin, batch_end = _hooks(callbacks, "on_batch_begin"), _hooks(callbacks, "on_batch_end")
     after_backward = _hooks(callbacks, "on_after_backward")
-    n, width = len(X), model.output_width(X.shape[1])
+    n = len(X)
     n_batches = -(-n // batch_size)
     model.stop_training = False
     bar = _progress(epochs, verbose)

@@ -560,7 +560,7 @@ Y_OK = np.zeros(8, int)
         ({"y": np.ones((8, 3))}, ValueError, "one-hot"),
         ({"X": np.zeros((8, 5))}, ValueError, r"2 features.*\(8, 5\)"),
         ({"X": np.array([["a", "b"]] * 8)}, TypeError, "X must be an array of numbers"),
-        ({"X": np.zeros(8)}, ValueError, r"X must be 2-D, shape \(N, D\)"),
+        ({"X": np.zeros(8)}, ValueError, r"X must be 2-D rows \(N, D\) or 4-D images"),
         ({"X": np.where(np.eye(8, 2), np.nan, 0)}, ValueError, r"NaN or inf .*\(0, 0\)"),
         ({"optimizer": "adam"}, TypeError, "optimizer must be an nnlib.optim optimizer"),
         ({"validation_split": 1.0}, ValueError, r"validation_split must be in \[0, 1\)"),

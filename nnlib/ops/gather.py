@@ -3,7 +3,7 @@
 On the host this is NumPy's ``a[idx]``. On the GPU it is one small kernel, so that the
 training data, once copied to the device at the start of ``fit``, is batched there.
 
-    a : (N, K)     idx : (B,) int64 in [0, N)     out : (B, K)
+    a : (N, K) or (N, C, H, W)     idx : (B,) int64 in [0, N)     out : (B, K) or (B, C, H, W)
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ def take_rows_cuda(a, idx, out):
 
 
 def take_rows(a, idx):
-    """Rows ``idx`` of ``a`` (1-D or 2-D), where ``a`` lives; ``idx`` lives there too."""
+    """Rows ``idx`` of ``a`` (any rank: examples along axis 0), where ``a`` lives;
+    ``idx`` lives there too."""
     if not is_device_array(a):
         return a[idx]
-    flat = a.reshape(a.shape[0], 1) if a.ndim == 1 else a
-    out = cuda.device_array((idx.shape[0], flat.shape[1]), np.dtype(a.dtype))
+    width = int(np.prod(a.shape[1:]))  # each example as one row (a is C-contiguous)
+    flat = a.reshape(a.shape[0], width)
+    out = cuda.device_array((idx.shape[0], width), np.dtype(a.dtype))
     if out.size:
         take_rows_cuda[blocks_1d(out.size), THREADS_1D](flat, idx, out)
-    return out.reshape(idx.shape[0]) if a.ndim == 1 else out
+    return out.reshape((idx.shape[0], *a.shape[1:]))
