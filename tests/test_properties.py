@@ -446,9 +446,12 @@ def test_prelu_with_no_features(shape):
 # ---------------------------------------------------------------------- wrong input
 
 
-# NOTE: batch_norm takes x (N, D) with gamma, beta (D,), not arrays of any shape: its
-# arguments are checked in tests/test_batchnorm.py (every argument's dtype and shape).
-FUNCTIONS = sorted(op for op in F.__all__ if not op.startswith("batch_norm"))
+# NOTE: batch_norm takes x (N, D) with gamma, beta (D,), and the convolution and pooling
+# ops take images (N, C, H, W) with weights, not arrays of any shape: their arguments are
+# checked in tests/test_batchnorm.py and tests/test_conv.py (every argument's dtype and shape).
+FUNCTIONS = sorted(
+    op for op in F.__all__ if not op.startswith(("batch_norm", "conv2d", "max_pool2d"))
+)
 
 
 def _valid_args(op, x):
