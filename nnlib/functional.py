@@ -37,6 +37,8 @@ from ._validate import as_float_array, check_axis, check_like, check_scalar, is_
 __all__ = [
     "batch_norm",
     "batch_norm_backward",
+    "conv2d",
+    "conv2d_backward",
     "elu",
     "elu_backward",
     "gelu",
@@ -45,6 +47,8 @@ __all__ = [
     "leaky_relu_backward",
     "log_softmax",
     "log_softmax_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
     "prelu",
     "prelu_backward",
     "relu",
@@ -419,3 +423,205 @@ def batch_norm_backward(
         x, gamma, gamma, *stats, 0.0, eps, int(training)
     )
     return _impl("batch_norm_backward", backend, x)(dy, x, gamma, mean, inv_std, int(training))
+
+
+# ------------------------------------------------------------------------- convolution
+# Images are NCHW, (N, C, H, W), as in PyTorch; the math is in nnlib/ops/conv.py.
+
+
+def _check_images(x, name: str, what: str):
+    """``x`` as a float (N, C, H, W) batch of images, or an error saying how to get one."""
+    x = as_float_array(x, name)
+    if x.ndim != 4:
+        hint = (
+            f"; for one image (C, H, W) pass {name}[None]"
+            if x.ndim == 3
+            else f"; flat rows (N, D) become images with {name}.reshape(N, C, H, W)"
+            if x.ndim == 2
+            else ""
+        )
+        raise ValueError(
+            f"{what}: {name} must be a batch of images, shape (N, C, H, W) (NCHW, as "
+            f"PyTorch); got shape {tuple(x.shape)}{hint}"
+        )
+    return x
+
+
+def _check_int(value, name: str, what: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{what}: {name} must be an int >= {low}; got {value!r}")
+    return int(value)
+
+
+def _same_place_and_dtype(a, name: str, x, what: str):
+    """``a`` (a host or GPU array) where ``x`` lives, with its dtype (host arrays cast)."""
+    a = as_float_array(a, name)
+    if is_device_array(a) != is_device_array(x):
+        where = "on the GPU" if is_device_array(x) else "in host memory"
+        raise TypeError(
+            f"{what}: {name} must live where x lives ({where}); copy it there first "
+            "(numba.cuda.to_device(...) or .copy_to_host())"
+        )
+    if np.dtype(a.dtype) != np.dtype(x.dtype):
+        if is_device_array(a):
+            raise TypeError(
+                f"{what}: {name} must have the dtype of x, {np.dtype(x.dtype)}; got "
+                f"{np.dtype(a.dtype)}. Make it with .astype(np.{np.dtype(x.dtype)})"
+            )
+        a = a.astype(x.dtype)
+    return a
+
+
+def _padding(padding, KH: int, KW: int, what: str) -> int:
+    """The zeros added on each side: an int >= 0, "valid" (0) or "same" (odd kernels)."""
+    if padding == "valid":
+        return 0
+    if padding == "same":
+        if KH % 2 == 0 or KW % 2 == 0 or KH != KW:
+            raise ValueError(
+                f"{what}: padding='same' needs a square kernel of odd size ((k - 1) // 2 "
+                f"zeros each side); got a {KH}x{KW} kernel. Give padding as an int instead"
+            )
+        return (KH - 1) // 2
+    if isinstance(padding, str):
+        raise ValueError(f"{what}: padding must be 'valid', 'same' or an int >= 0; got {padding!r}")
+    return _check_int(padding, "padding", what, 0)
+
+
+def _check_conv(x, W, stride, padding, what):
+    """The checks shared by :func:`conv2d` and :func:`conv2d_backward`."""
+    x = _check_images(x, "x", what)
+    W = as_float_array(W, "W")
+    if W.ndim != 4:
+        raise ValueError(
+            f"{what}: W must be 4-D, shape (F, C, KH, KW) (out channels, in channels, "
+            f"kernel height, kernel width: PyTorch's OIHW); got shape {tuple(W.shape)}"
+        )
+    W = _same_place_and_dtype(W, "W", x, what)
+    F, C, KH, KW = (int(d) for d in W.shape)
+    N, Cx, H, Wd = (int(d) for d in x.shape)
+    if C != Cx:
+        raise ValueError(
+            f"{what}: W has {C} input channels (W.shape[1]) but x has {Cx} (x.shape[1], "
+            f"x of shape {tuple(x.shape)}): make W of shape ({F}, {Cx}, {KH}, {KW})"
+        )
+    stride = _check_int(stride, "stride", what, 1)
+    pad = _padding(padding, KH, KW, what)
+    if KH > H + 2 * pad or KW > Wd + 2 * pad:
+        raise ValueError(
+            f"{what}: the {KH}x{KW} kernel is larger than the padded input, "
+            f"{H + 2 * pad}x{Wd + 2 * pad} ({H}x{Wd} images with padding={pad}): use a "
+            "smaller kernel, more padding or larger images"
+        )
+    out = (N, F, (H + 2 * pad - KH) // stride + 1, (Wd + 2 * pad - KW) // stride + 1)
+    return x, W, stride, pad, out
+
+
+def conv2d(x, W, b=None, *, stride: int = 1, padding=0, backend: str | None = None):
+    """2-D convolution (cross-correlation, as every deep-learning library):
+    ``y[n, f, i, j] = b[f] + sum_{c,u,v} W[f, c, u, v] * xpad[n, c, i*s + u, j*s + v]``.
+
+    Parameters
+    ----------
+    x : array (N, C, H, W)
+        a batch of images (NCHW).
+    W : array (F, C, KH, KW)
+        F filters over the C channels (PyTorch's OIHW layout).
+    b : array (F,) or None
+        the bias of each output channel; None: no bias.
+    stride : int >= 1
+    padding : int >= 0, "valid" (0) or "same" ((k - 1) // 2 zeros on each side, odd k)
+
+    Returns ``y`` (N, F, OH, OW), ``OH = (H + 2 * padding - KH) // stride + 1`` (and
+    ``OW`` likewise), with the dtype of ``x``. W and b (host arrays) are cast to it.
+    """
+    x, W, stride, pad, out = _check_conv(x, W, stride, padding, "conv2d")
+    F = out[1]
+    if b is None:
+        from ._arrays import zeros_like_on
+
+        b = zeros_like_on(x, (F,), np.dtype(x.dtype))
+    b = _same_place_and_dtype(b, "b", x, "conv2d")
+    if tuple(b.shape) != (F,):
+        raise ValueError(
+            f"conv2d: b must have shape (F,) = ({F},), one bias per filter of W; got shape "
+            f"{tuple(b.shape)}"
+        )
+    return _impl("conv2d_forward", backend, x)(x, W, b, stride, pad, 0)
+
+
+def conv2d_backward(dy, x, W, *, stride: int = 1, padding=0, backend: str | None = None):
+    """Gradients of :func:`conv2d`: returns ``(dx, dW, db)``.
+
+    ``dy`` (N, F, OH, OW) is the gradient with respect to ``y``; ``x``, ``W``, ``stride``
+    and ``padding`` are those of the forward call. ``db = sum_{n,i,j} dy`` (F,),
+    ``dW[f, c, u, v] = sum_{n,i,j} dy[n, f, i, j] * xpad[n, c, i*s + u, j*s + v]``
+    (F, C, KH, KW) and ``dx`` (N, C, H, W) collects from every window that covers each
+    pixel ``dy[n, f, i, j] * W[f, c, u, v]`` (the transposed convolution).
+    """
+    x, W, stride, pad, out = _check_conv(x, W, stride, padding, "conv2d_backward")
+    dy = as_float_array(dy, "dy")
+    if tuple(dy.shape) != out:
+        raise ValueError(
+            f"conv2d_backward: dy must have the shape of conv2d's output, (N, F, OH, OW) = "
+            f"{out} for x of shape {tuple(x.shape)}, W of shape {tuple(W.shape)}, "
+            f"stride={stride}, padding={pad}; got {tuple(dy.shape)}"
+        )
+    dy = _same_place_and_dtype(dy, "dy", x, "conv2d_backward")
+    # NOTE: without an activation the op never reads y: dy stands in for it.
+    return _impl("conv2d_backward", backend, x)(dy, x, W, dy, stride, pad, 0, 1)
+
+
+def _check_pool(x, pool_size, stride, what):
+    x = _check_images(x, "x", what)
+    k = _check_int(pool_size, "pool_size", what, 1)
+    s = k if stride is None else _check_int(stride, "stride", what, 1)
+    H, Wd = int(x.shape[2]), int(x.shape[3])
+    for axis, size in (("H", H), ("W", Wd)):
+        if size < k:
+            raise ValueError(
+                f"{what}: the {k}x{k} pool window is larger than the input, {H}x{Wd} "
+                f"(x of shape {tuple(x.shape)}): use a smaller pool_size"
+            )
+        if (size - k) % s:
+            fit = size - (size - k) % s
+            raise ValueError(
+                f"{what}: {k}x{k} windows at stride {s} do not tile {axis}={size} "
+                f"(x of shape {tuple(x.shape)}): (size - pool_size) % stride = "
+                f"{(size - k) % s}, so the last {(size - k) % s} rows/columns would be "
+                f"left out. Crop or pad the images to {axis}={fit} or {fit + s}, or "
+                "choose a pool_size and stride that tile them"
+            )
+    return x, k, s
+
+
+def max_pool2d(x, pool_size: int = 2, stride: int | None = None, *, backend: str | None = None):
+    """Max pooling: ``y[n, c, i, j] = max_{u,v < k} x[n, c, i*s + u, j*s + v]``.
+
+    ``x`` (N, C, H, W) -> ``y`` (N, C, OH, OW), ``OH = (H - k) // s + 1``; ``pool_size``
+    k, ``stride`` s (default k). The windows must tile the input: ``(H - k) % s == 0``
+    (and for W), else a ValueError says how to crop or pad.
+    """
+    x, k, s = _check_pool(x, pool_size, stride, "max_pool2d")
+    y, _ = _impl("maxpool2d_forward", backend, x)(x, k, s)
+    return y
+
+
+def max_pool2d_backward(
+    dy, x, pool_size: int = 2, stride: int | None = None, *, backend: str | None = None
+):
+    """Gradient of :func:`max_pool2d`: ``dy`` (N, C, OH, OW) goes to the maximum of each
+    window (the first one in row-major order on ties), 0 elsewhere; returns ``dx``
+    (N, C, H, W). The maxima are found again from ``x``."""
+    x, k, s = _check_pool(x, pool_size, stride, "max_pool2d_backward")
+    op = _impl("maxpool2d_forward", backend, x)
+    _, argmax = op(x, k, s)
+    dy = as_float_array(dy, "dy")
+    if tuple(dy.shape) != tuple(argmax.shape):
+        raise ValueError(
+            f"max_pool2d_backward: dy must have the shape of max_pool2d's output, "
+            f"{tuple(argmax.shape)} for x of shape {tuple(x.shape)}, pool_size={k}, "
+            f"stride={s}; got {tuple(dy.shape)}"
+        )
+    dy = _same_place_and_dtype(dy, "dy", x, "max_pool2d_backward")
+    return _impl("maxpool2d_backward", backend, x)(dy, argmax, tuple(x.shape), k, s)

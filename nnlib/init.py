@@ -1,7 +1,9 @@
 """Weight initializers. Each returns a new array of ``shape`` and ``dtype``.
 
 For a dense weight of shape (D, H) (D inputs, H outputs): ``fan_in = D``,
-``fan_out = H``. Every initializer takes ``seed``: an int, a
+``fan_out = H``; for a convolution's weight of shape (F, C, KH, KW) (PyTorch's OIHW):
+``fan_in = C * KH * KW``, ``fan_out = F * KH * KW`` (PyTorch's convention: each output
+sums over C * KH * KW inputs). Every initializer takes ``seed``: an int, a
 ``numpy.random.Generator`` (it is advanced, so consecutive layers differ), or None
 (fresh OS entropy: not reproducible).
 
@@ -82,6 +84,14 @@ def _fans(shape) -> tuple[int, int]:
         raise ValueError(f"fan_in/fan_out need a shape with at least 1 axis; got {shape}")
     if len(shape) == 1:
         return shape[0], shape[0]
+    if len(shape) == 4:  # (F, C, KH, KW): a convolution's filters (PyTorch's OIHW)
+        f, c, kh, kw = shape
+        return c * kh * kw, f * kh * kw
+    if len(shape) != 2:
+        raise ValueError(
+            f"fan_in/fan_out are defined for 1-D, 2-D (D, H) dense and 4-D (F, C, KH, KW) "
+            f"convolution weights; got a shape with {len(shape)} axes, {tuple(shape)}"
+        )
     return shape[0], shape[1]  # (D, H): nnlib stores dense weights as (in, out)
 
 

@@ -1,0 +1,557 @@
+"""2-D convolution (with its bias and an optional ReLU fused in) and max pooling: the
+NumPy reference, the Numba CPU kernels and the CUDA kernels side by side.
+
+Images are NCHW, as in PyTorch. Shapes (N batch, C input channels, F output channels
+(filters), H x W input, KH x KW kernel, OH x OW output, s stride, p zero padding)::
+
+    x  : (N, C, H, W)     W : (F, C, KH, KW)     b : (F,)
+    OH = (H + 2p - KH) // s + 1        OW = (W + 2p - KW) // s + 1
+    xpad = x with p zeros on each side of H and W            (N, C, H + 2p, W + 2p)
+
+    forward   z[n, f, i, j] = b[f] + sum_{c,u,v} W[f, c, u, v] * xpad[n, c, i*s + u, j*s + v]
+              y = act(z)                                     (N, F, OH, OW)
+    backward  dz = dy * act'(z)                              (N, F, OH, OW)
+              db[f]         = sum_{n,i,j} dz[n, f, i, j]                         (F,)
+              dW[f, c, u, v] = sum_{n,i,j} dz[n, f, i, j] * xpad[n, c, i*s + u, j*s + v]
+              dxpad[n, c, i*s + u, j*s + v] += sum_f dz[n, f, i, j] * W[f, c, u, v]
+              dx = dxpad without its padding                 (N, C, H, W)
+
+NOTE: this is a cross-correlation (the kernel is not flipped), as in every deep-learning
+library; a learned kernel does not care which of the two it is.
+
+Every output is a dot product between a window of ``xpad`` and a filter, so the whole
+forward pass is one matrix product once the windows are laid out as the columns of a
+matrix (``im2col``): ``cols[(c, u, v), (n, i, j)] = xpad[n, c, i*s + u, j*s + v]``,
+``(C*KH*KW, N*OH*OW)``, and ``z = W.reshape(F, C*KH*KW) @ cols + b``. The backward
+pass is two more products, ``dW = dz @ cols.T`` and ``dcols = W.T @ dz``, and ``col2im``
+adds each column of ``dcols`` back onto the window it came from (windows overlap when
+s < KH, so an input pixel collects from every window that covers it).
+
+``activation``: 0 = identity, 1 = ReLU (as the dense layer; ``y > 0`` exactly when
+``z > 0``, so the backward needs only ``y``). ``need_dx=0`` skips ``dx`` (the first layer
+never needs the gradient of the data) and returns None for it; ``grads_out``: the arrays
+``(dW, db)`` to write the parameter gradients into (a layer passes its own ``grads``).
+
+Max pooling, window k x k, stride s (windows tile the input: (H - k) % s == 0)::
+
+    x : (N, C, H, W)  ->  y, argmax : (N, C, OH, OW),  OH = (H - k) // s + 1
+    y[n, c, i, j]      = max_{u,v} x[n, c, i*s + u, j*s + v]
+    argmax[n, c, i, j] = u * k + v of that maximum: the first one in row-major window
+                         order on ties; a NaN counts as the maximum (np.argmax's rule)
+    backward  dx[n, c, i*s + u, j*s + v] += dy[n, c, i, j] where u * k + v = argmax[n, c, i, j]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .._backend import register
+from .._cuda import THREADS_1D, blocks_1d, cuda, cuda_jit
+from .._validate import is_device_array
+from ._launch import CPU_OPTIONS, cpu_helper, kernel
+from .dense import _relu_mask_ref
+
+first_cpu = njit(**CPU_OPTIONS)  # a first-version cpu kernel: compiled, not registered
+
+
+def conv_output_size(size: int, k: int, stride: int, pad: int) -> int:
+    """OH (or OW): how many windows of ``k`` fit along ``size + 2 * pad`` at ``stride``."""
+    return (size + 2 * pad - k) // stride + 1
+
+
+def pool_output_size(size: int, k: int, stride: int) -> int:
+    return (size - k) // stride + 1
+
+
+# ---------------------------------------------------------------------- reference
+
+
+def _windows_ref(x, KH, KW, stride, pad):
+    """Every window of the padded input, as a view (no copy):
+    ``win[n, c, i, j, u, v] = xpad[n, c, i*s + u, j*s + v]``, (N, C, OH, OW, KH, KW)."""
+    xpad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))  # (N, C, H + 2p, W + 2p)
+    # all windows at stride 1, (N, C, H + 2p - KH + 1, W + 2p - KW + 1, KH, KW); keep every s-th
+    win = sliding_window_view(xpad, (KH, KW), axis=(2, 3))
+    return win[:, :, ::stride, ::stride]
+
+
+@register("conv2d_forward", "numpy")
+def conv2d_forward_ref(x, W, b, stride, pad, act):
+    win = _windows_ref(x, W.shape[2], W.shape[3], stride, pad)  # (N, C, OH, OW, KH, KW)
+    # NOTE: tensordot lays the windows out as a (N*OH*OW, C*KH*KW) matrix (a copy: that
+    # is the im2col) and multiplies it by W.reshape(F, C*KH*KW).T.
+    z = np.tensordot(win, W, axes=([1, 4, 5], [1, 2, 3]))  # (N, OH, OW, F)
+    z = z.transpose(0, 3, 1, 2) + b[:, None, None]  # (N, F, OH, OW)
+    z = np.ascontiguousarray(z, dtype=x.dtype)
+    return np.maximum(z, 0) if act == 1 else z  # NOTE: np.maximum keeps NaN
+
+
+@register("conv2d_backward", "numpy")
+def conv2d_backward_ref(dy, x, W, y, stride, pad, act, need_dx=1, grads_out=None):
+    N, C, H, Wd = x.shape
+    KH, KW = W.shape[2], W.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    dz = _relu_mask_ref(dy, y) if act == 1 else dy  # (N, F, OH, OW)
+    db = dz.sum(axis=(0, 2, 3))  # (F,)
+    win = _windows_ref(x, KH, KW, stride, pad)  # (N, C, OH, OW, KH, KW)
+    dW = np.tensordot(dz, win, axes=([0, 2, 3], [0, 2, 3]))  # (F, C, KH, KW)
+    dx = None
+    if need_dx:
+        # col2im: each window's gradient, sum_f dz[n, f, i, j] * W[f, :, :, :], is added
+        # back onto the pixels of the window, one kernel offset (u, v) at a time: offset
+        # (u, v) of window (i, j) is pixel (i*s + u, j*s + v) of xpad, a strided slice.
+        dcols = np.tensordot(dz, W, axes=([1], [0]))  # (N, OH, OW, C, KH, KW)
+        dxpad = np.zeros((N, C, H + 2 * pad, Wd + 2 * pad), x.dtype)
+        for u in range(KH):
+            for v in range(KW):
+                rows = slice(u, u + stride * (OH - 1) + 1, stride)  # i*s + u, i < OH
+                cols = slice(v, v + stride * (OW - 1) + 1, stride)
+                dxpad[:, :, rows, cols] += dcols[:, :, :, :, u, v].transpose(0, 3, 1, 2)
+        # NOTE: pixels no window reaches (the last rows/columns when (H + 2p - KH) % s != 0)
+        # keep gradient 0, as they should.
+        dx = np.ascontiguousarray(dxpad[:, :, pad : pad + H, pad : pad + Wd])
+    dW, db = dW.astype(x.dtype, copy=False), db.astype(x.dtype, copy=False)
+    if grads_out is not None:
+        grads_out[0][...], grads_out[1][...] = dW, db
+        dW, db = grads_out
+    return dx, dW, db
+
+
+@register("maxpool2d_forward", "numpy")
+def maxpool2d_forward_ref(x, k, s):
+    N, C = x.shape[:2]
+    win = sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (N, C, OH, OW, k, k)
+    OH, OW = win.shape[2], win.shape[3]
+    flat = win.reshape(N, C, OH, OW, k * k)  # window in row-major order: u * k + v
+    argmax = np.argmax(flat, axis=-1)  # the first maximum (a NaN, if any) (N, C, OH, OW)
+    y = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
+    return np.ascontiguousarray(y), argmax.astype(np.int64)
+
+
+@register("maxpool2d_backward", "numpy")
+def maxpool2d_backward_ref(dy, argmax, x_shape, k, s):
+    N, C, OH, OW = dy.shape
+    dx = np.zeros(tuple(x_shape), dy.dtype)
+    # route: dy goes to offset argmax of its window, 0 to the others (N, C, OH, OW, k*k)
+    routed = np.where(np.arange(k * k) == argmax[..., None], dy[..., None], 0).astype(dy.dtype)
+    routed = routed.reshape(N, C, OH, OW, k, k)
+    for u in range(k):  # windows overlap when s < k: a pixel collects from each of them
+        for v in range(k):
+            dx[:, :, u : u + s * (OH - 1) + 1 : s, v : v + s * (OW - 1) + 1 : s] += routed[
+                ..., u, v
+            ]
+    return dx
+
+
+# ---------------------------------------------------------------------- CPU (Numba)
+# The first versions (``*_cpu_v1``, compiled, not registered: benchmarks/bench_conv.py
+# times them) are the formulas above as direct loops, one (image, filter) a prange
+# iteration. The registered kernels are im2col + BLAS:
+# SPEEDTIP: the windows are copied into ``cols`` (C*KH*KW, N*OH*OW) in a prange loop over
+# the images, then ONE matrix product does the whole batch's arithmetic in BLAS (which is
+# multi-threaded and vectorized); bias and ReLU are applied in the prange pass that moves
+# the product's (F, N*OH*OW) rows into the (N, F, OH, OW) output.
+# NOTE: BLAS stays outside the prange loops (BLAS inside them oversubscribes the cores).
+# NOTE: every prange iteration writes only its own image's (or filter's) outputs; the sums
+# over the batch (dW, db) are inside the products, or split by filter: no races.
+
+
+@cpu_helper
+def _valid_range(k_off, stride, pad, size, n_out):
+    """The outputs i in [lo, hi) whose input index i*s + k_off - p is in [0, size)."""
+    lo = max(0, -((k_off - pad) // stride))  # ceil((p - k_off) / s)
+    hi = min(n_out, (size - 1 + pad - k_off) // stride + 1)
+    return lo, max(lo, hi)
+
+
+@cpu_helper
+def _im2col(x, n, stride, pad, KH, KW, OH, OW, cols):
+    """Image ``n``'s windows into its columns n*OH*OW ... of ``cols`` (zeros off the image)."""
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    base = n * OH * OW
+    for c in range(C):
+        for u in range(KH):
+            i_lo, i_hi = _valid_range(u, stride, pad, H, OH)
+            for v in range(KW):
+                j_lo, j_hi = _valid_range(v, stride, pad, Wd, OW)
+                row = cols[(c * KH + u) * KW + v]
+                for i in range(OH):
+                    at = base + i * OW
+                    if i < i_lo or i >= i_hi:
+                        for j in range(OW):
+                            row[at + j] = 0
+                        continue
+                    ih = i * stride + u - pad
+                    for j in range(j_lo):
+                        row[at + j] = 0
+                    for j in range(j_lo, j_hi):  # SPEEDTIP: no branch in the inner loop
+                        row[at + j] = x[n, c, ih, j * stride + v - pad]
+                    for j in range(j_hi, OW):
+                        row[at + j] = 0
+
+
+def _conv_forward_host(at, launch, x, W, b, stride, pad, act):
+    N, F = x.shape[0], W.shape[0]
+    OH = conv_output_size(x.shape[2], W.shape[2], stride, pad)
+    OW = conv_output_size(x.shape[3], W.shape[3], stride, pad)
+    ckk = W.shape[1] * W.shape[2] * W.shape[3]
+    if N * F * OH * OW == 0:  # degenerate shapes: BLAS wants non-empty operands
+        return conv2d_forward_ref(x, W, b, stride, pad, act)
+    x, W, b = np.ascontiguousarray(x), np.ascontiguousarray(W), np.ascontiguousarray(b)
+    cols = np.empty((ckk, N * OH * OW), x.dtype)
+    z = np.empty((F, N * OH * OW), x.dtype)
+    out = np.empty((N, F, OH, OW), x.dtype)
+    launch(x, W, b, stride, pad, act, cols, z, out)
+    return out
+
+
+@kernel("conv2d_forward", "cpu", _conv_forward_host)
+def conv2d_forward_cpu(x, W, b, stride, pad, act, cols, z, out):
+    N, F, OH, OW = out.shape
+    KH, KW = W.shape[2], W.shape[3]
+    for n in prange(N):  # im2col: image n fills its own columns
+        _im2col(x, n, stride, pad, KH, KW, OH, OW, cols)
+    np.dot(W.reshape(F, cols.shape[0]), cols, z)  # (F, CKK) @ (CKK, N*OH*OW)
+    P = OH * OW
+    for n in prange(N):  # bias + activation, moving (F, N*P) into (N, F, OH, OW)
+        o = out[n].reshape(F, P)
+        for f in range(F):
+            for q in range(P):
+                v = z[f, n * P + q] + b[f]
+                o[f, q] = 0.0 if (act == 1 and v <= 0) else v  # NaN comes through
+
+
+def _conv_backward_host(at, launch, dy, x, W, y, stride, pad, act, need_dx=1, grads_out=None):
+    N, F, OH, OW = dy.shape
+    ckk = W.shape[1] * W.shape[2] * W.shape[3]
+    if dy.size == 0:
+        return conv2d_backward_ref(dy, x, W, y, stride, pad, act, need_dx, grads_out)
+    dy, x, W, y = (np.ascontiguousarray(a) for a in (dy, x, W, y))
+    cols = np.empty((ckk, N * OH * OW), x.dtype)  # the windows, then dcols
+    dz = np.empty((F, N * OH * OW), x.dtype)  # dy * act'(z), laid out as the product's rows
+    dx = np.empty_like(x) if need_dx else None
+    # SPEEDTIP: the gradients are written straight into grads_out when it can take them
+    direct = grads_out is not None and all(g.flags.c_contiguous for g in grads_out)
+    dW, db = grads_out if direct else (np.empty_like(W), np.empty(F, dy.dtype))
+    # NOTE: the kernel's signature stays fixed: without dx it gets a 0-image placeholder.
+    launch(dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx if need_dx else x[:0], dW, db)
+    if grads_out is not None and not direct:
+        grads_out[0][...], grads_out[1][...] = dW, db
+        dW, db = grads_out
+    return dx, dW, db
+
+
+@kernel("conv2d_backward", "cpu", _conv_backward_host)
+def conv2d_backward_cpu(dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx, dW, db):
+    N, F, OH, OW = dy.shape
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    KH, KW = W.shape[2], W.shape[3]
+    P, ckk = OH * OW, cols.shape[0]
+    for n in prange(N):  # dz (F, N*P) = dy * act'(z), and image n's windows
+        g, h = dy[n].reshape(F, P), y[n].reshape(F, P)
+        for f in range(F):
+            for q in range(P):
+                v = h[f, q]
+                if act == 0 or v > 0:
+                    dz[f, n * P + q] = g[f, q]
+                else:
+                    dz[f, n * P + q] = 0.0 if v <= 0 else v  # v is NaN: relu'(NaN) = NaN
+        _im2col(x, n, stride, pad, KH, KW, OH, OW, cols)
+    for f in prange(F):  # db: one filter's row of dz an iteration
+        s = 0.0  # a float64 sum
+        for q in range(N * P):
+            s += dz[f, q]
+        db[f] = s
+    # SPEEDTIP: cols.T and W2.T are transposed views, which BLAS takes as they are.
+    np.dot(dz, cols.T, dW.reshape(F, ckk))  # dW (F, CKK) = dz (F, N*P) @ cols.T
+    if need_dx:
+        np.dot(W.reshape(F, ckk).T, dz, cols)  # dcols (CKK, N*P) = W2.T @ dz, over cols
+        for n in prange(N):  # col2im: image n's windows add onto its own dx only
+            dx[n] = 0
+            for c in range(C):
+                for u in range(KH):
+                    i_lo, i_hi = _valid_range(u, stride, pad, H, OH)
+                    for v in range(KW):
+                        j_lo, j_hi = _valid_range(v, stride, pad, Wd, OW)
+                        row = cols[(c * KH + u) * KW + v]
+                        for i in range(i_lo, i_hi):
+                            ih = i * stride + u - pad
+                            at = n * P + i * OW
+                            for j in range(j_lo, j_hi):
+                                dx[n, c, ih, j * stride + v - pad] += row[at + j]
+
+
+@first_cpu
+def conv2d_forward_cpu_v1(x, W, b, stride, pad, act, out):
+    """First version: the formula as loops, one (image, filter) output plane an iteration."""
+    N, C, H, Wd = x.shape
+    F, _, KH, KW = W.shape
+    OH, OW = out.shape[2], out.shape[3]
+    for nf in prange(N * F):
+        n, f = nf // F, nf % F
+        for i in range(OH):
+            for j in range(OW):
+                acc = 0.0
+                for c in range(C):
+                    for u in range(KH):
+                        ih = i * stride + u - pad
+                        if 0 <= ih < H:
+                            for v in range(KW):
+                                iw = j * stride + v - pad
+                                if 0 <= iw < Wd:
+                                    acc += W[f, c, u, v] * x[n, c, ih, iw]
+                z = acc + b[f]
+                out[n, f, i, j] = 0.0 if (act == 1 and z <= 0) else z
+
+
+@first_cpu
+def conv2d_backward_cpu_v1(dy, x, W, y, stride, pad, act, need_dx, dx, dW, db):
+    """First version: dW and db one filter an iteration (the sums over the batch stay in
+    that iteration: no race), dx one image an iteration, scattering its windows."""
+    N, C, H, Wd = x.shape
+    F, _, KH, KW = W.shape
+    OH, OW = dy.shape[2], dy.shape[3]
+    for f in prange(F):
+        db_f = 0.0
+        for c in range(C):
+            for u in range(KH):
+                for v in range(KW):
+                    dW[f, c, u, v] = 0
+        for n in range(N):
+            for i in range(OH):
+                for j in range(OW):
+                    h = y[n, f, i, j]
+                    g = dy[n, f, i, j] if (act == 0 or h > 0) else (0.0 if h <= 0 else h)
+                    db_f += g
+                    for c in range(C):
+                        for u in range(KH):
+                            ih = i * stride + u - pad
+                            if 0 <= ih < H:
+                                for v in range(KW):
+                                    iw = j * stride + v - pad
+                                    if 0 <= iw < Wd:
+                                        dW[f, c, u, v] += g * x[n, c, ih, iw]
+        db[f] = db_f
+    if need_dx:
+        for n in prange(N):
+            dx[n] = 0
+            for f in range(F):
+                for i in range(OH):
+                    for j in range(OW):
+                        h = y[n, f, i, j]
+                        g = dy[n, f, i, j] if (act == 0 or h > 0) else (0.0 if h <= 0 else h)
+                        for c in range(C):
+                            for u in range(KH):
+                                ih = i * stride + u - pad
+                                if 0 <= ih < H:
+                                    for v in range(KW):
+                                        iw = j * stride + v - pad
+                                        if 0 <= iw < Wd:
+                                            dx[n, c, ih, iw] += g * W[f, c, u, v]
+
+
+def _pool_forward_layout(at, launch, x, k, s):
+    N, C, H, Wd = x.shape
+    shape = (N, C, pool_output_size(H, k, s), pool_output_size(Wd, k, s))
+    x = at.put(x)
+    y, argmax = at.empty(shape, np.dtype(x.dtype)), at.empty(shape, np.dtype(np.int64))
+    if y.size:
+        launch(x, k, s, y, argmax, grid=(blocks_1d(y.size), THREADS_1D))
+    return at.home(y, x), at.home(argmax, x)
+
+
+def _pool_backward_layout(at, launch, dy, argmax, x_shape, k, s):
+    dy, argmax = at.put(dy), at.put(argmax)
+    dx = at.empty(tuple(x_shape), np.dtype(dy.dtype))
+    if dx.size:
+        launch(dy, argmax, k, s, dx, grid=(blocks_1d(dx.size), THREADS_1D))
+    return at.home(dx, dy)
+
+
+@kernel("maxpool2d_forward", "cpu", _pool_forward_layout)
+def maxpool2d_forward_cpu(x, k, s, y, argmax):
+    N, C, OH, OW = y.shape
+    for nc in prange(N * C):  # one (image, channel) plane an iteration
+        n, c = nc // C, nc % C
+        for i in range(OH):
+            for j in range(OW):
+                best, at = x[n, c, i * s, j * s], 0
+                for e in range(1, k * k):
+                    if best != best:  # NaN: it is the maximum (np.argmax's rule)
+                        break
+                    v = x[n, c, i * s + e // k, j * s + e % k]
+                    if v > best or v != v:  # strictly greater: the first maximum wins
+                        best, at = v, e
+                y[n, c, i, j], argmax[n, c, i, j] = best, at
+
+
+@kernel("maxpool2d_backward", "cpu", _pool_backward_layout)
+def maxpool2d_backward_cpu(dy, argmax, k, s, dx):
+    N, C, OH, OW = dy.shape
+    for nc in prange(N * C):  # overlapping windows (s < k) add within one plane: no race
+        n, c = nc // C, nc % C
+        dx[n, c] = 0
+        for i in range(OH):
+            for j in range(OW):
+                e = argmax[n, c, i, j]
+                dx[n, c, i * s + e // k, j * s + e % k] += dy[n, c, i, j]
+
+
+# ---------------------------------------------------------------------- CUDA
+# First versions: one thread an output element, each a plain loop over its sum, reading
+# straight from global memory (no shared-memory tiling yet). The flat thread index t is
+# unravelled into the element's (n, f, i, j) (C order, so neighbouring threads write
+# neighbouring addresses).
+
+
+def _conv_forward_gpu(at, launch, x, W, b, stride, pad, act):
+    N, F = x.shape[0], W.shape[0]
+    OH = conv_output_size(x.shape[2], W.shape[2], stride, pad)
+    OW = conv_output_size(x.shape[3], W.shape[3], stride, pad)
+    d_x, d_W, d_b = at.put(x), at.put(W), at.put(b)
+    out = at.empty((N, F, OH, OW), np.dtype(x.dtype))
+    if out.size:
+        launch(d_x, d_W, d_b, stride, pad, act, out, grid=(blocks_1d(out.size), THREADS_1D))
+    return at.home(out, x)
+
+
+@kernel("conv2d_forward", "cuda", _conv_forward_gpu)
+def conv2d_forward_cuda(x, W, b, stride, pad, act, out):
+    t = cuda.grid(1)
+    F, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    if t >= out.size:
+        return
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    KH, KW = W.shape[2], W.shape[3]
+    j, i, f, n = t % OW, (t // OW) % OH, (t // (OW * OH)) % F, t // (OW * OH * F)
+    zero = out.dtype.type(0)  # NOTE: not 0, an int, which would promote float32 to float64
+    acc = b[f]  # NOTE: the data's dtype: float32 sums for float32 data
+    for c in range(C):
+        for u in range(KH):
+            ih = i * stride + u - pad
+            if 0 <= ih < H:
+                for v in range(KW):
+                    iw = j * stride + v - pad
+                    if 0 <= iw < Wd:
+                        acc += W[f, c, u, v] * x[n, c, ih, iw]
+    out[n, f, i, j] = zero if (act == 1 and acc <= 0) else acc
+
+
+@cuda_jit(device=True)
+def _dz_at(dy, y, act, zero, n, f, i, j):
+    """dy * act'(z) at (n, f, i, j): dy where y > 0, 0 where y <= 0, NaN at NaN."""
+    g = dy[n, f, i, j]
+    if act == 0:
+        return g
+    h = y[n, f, i, j]
+    if h > 0:
+        return g
+    return zero if h <= 0 else h
+
+
+def _conv_backward_gpu(at, launch, dy, x, W, y, stride, pad, act, need_dx=1, grads_out=None):
+    on_gpu = is_device_array(dy)
+    dy, x, W, y = at.put(dy), at.put(x), at.put(W), at.put(y)
+    dtype = np.dtype(dy.dtype)
+    if grads_out is not None and on_gpu:  # written in place on the GPU
+        dW, db = grads_out
+    else:
+        dW, db = cuda.device_array(W.shape, dtype), cuda.device_array(W.shape[0], dtype)
+    dx = cuda.device_array(x.shape, dtype) if need_dx else cuda.device_array((0,) * 4, dtype)
+    total = dW.size + db.size + dx.size
+    launch(dy, x, W, y, stride, pad, act, dx, dW, db, grid=(blocks_1d(total), THREADS_1D))
+    if on_gpu:
+        return (dx if need_dx else None), dW, db
+    dx = dx.copy_to_host() if need_dx else None
+    if grads_out is None:
+        return dx, dW.copy_to_host(), db.copy_to_host()
+    dW.copy_to_host(grads_out[0])
+    db.copy_to_host(grads_out[1])
+    return dx, grads_out[0], grads_out[1]
+
+
+@kernel("conv2d_backward", "cuda", _conv_backward_gpu)
+def conv2d_backward_cuda(dy, x, W, y, stride, pad, act, dx, dW, db):
+    """One thread a gradient element, over one flat grid: threads [0, dW.size) each sum
+    one weight's gradient over (n, i, j), the next db.size threads one bias's, and the
+    last dx.size (0 when dx is not needed) one input pixel's, gathering from every
+    window that covers it. Each thread writes only its own element: no atomics, no race.
+    """
+    t = cuda.grid(1)
+    N, F, OH, OW = dy.shape
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    KH, KW = W.shape[2], W.shape[3]
+    zero = dy.dtype.type(0)
+    if t < dW.size:
+        v, u, c, f = t % KW, (t // KW) % KH, (t // (KW * KH)) % C, t // (KW * KH * C)
+        acc = zero
+        for n in range(N):
+            for i in range(OH):
+                ih = i * stride + u - pad
+                if 0 <= ih < H:
+                    for j in range(OW):
+                        iw = j * stride + v - pad
+                        if 0 <= iw < Wd:
+                            acc += _dz_at(dy, y, act, zero, n, f, i, j) * x[n, c, ih, iw]
+        dW[f, c, u, v] = acc
+        return
+    t -= dW.size
+    if t < db.size:
+        acc = zero
+        for n in range(N):
+            for i in range(OH):
+                for j in range(OW):
+                    acc += _dz_at(dy, y, act, zero, n, t, i, j)
+        db[t] = acc
+        return
+    t -= db.size
+    if t < dx.size:
+        w, h, c, n = t % Wd, (t // Wd) % H, (t // (Wd * H)) % C, t // (Wd * H * C)
+        acc = zero
+        for u in range(KH):
+            a = h + pad - u  # = i * stride for the window i whose row u is pixel row h
+            if a >= 0 and a % stride == 0 and a // stride < OH:
+                i = a // stride
+                for v in range(KW):
+                    e = w + pad - v
+                    if e >= 0 and e % stride == 0 and e // stride < OW:
+                        j = e // stride
+                        for f in range(F):
+                            acc += _dz_at(dy, y, act, zero, n, f, i, j) * W[f, c, u, v]
+        dx[n, c, h, w] = acc
+
+
+@kernel("maxpool2d_forward", "cuda", _pool_forward_layout)
+def maxpool2d_forward_cuda(x, k, s, y, argmax):
+    t = cuda.grid(1)
+    C, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    if t < y.size:
+        j, i, c, n = t % OW, (t // OW) % OH, (t // (OW * OH)) % C, t // (OW * OH * C)
+        best, at = x[n, c, i * s, j * s], 0
+        for e in range(1, k * k):
+            if best != best:  # NaN: it is the maximum (np.argmax's rule)
+                break
+            v = x[n, c, i * s + e // k, j * s + e % k]
+            if v > best or v != v:  # strictly greater: the first maximum wins
+                best, at = v, e
+        y[n, c, i, j], argmax[n, c, i, j] = best, at
+
+
+@kernel("maxpool2d_backward", "cuda", _pool_backward_layout)
+def maxpool2d_backward_cuda(dy, argmax, k, s, dx):
+    """One thread an input pixel, gathering dy from each window that covers it and whose
+    maximum it is (a scatter from the windows would race where they overlap)."""
+    t = cuda.grid(1)
+    C, OH, OW = dy.shape[1], dy.shape[2], dy.shape[3]
+    H, Wd = dx.shape[2], dx.shape[3]
+    if t < dx.size:
+        w, h, c, n = t % Wd, (t // Wd) % H, (t // (Wd * H)) % C, t // (Wd * H * C)
+        acc = dy.dtype.type(0)
+        # windows i with i*s <= h < i*s + k, and j likewise
+        for i in range(max(0, (h - k + s) // s), min(OH - 1, h // s) + 1):
+            for j in range(max(0, (w - k + s) // s), min(OW - 1, w // s) + 1):
+                if argmax[n, c, i, j] == (h - i * s) * k + (w - j * s):
+                    acc += dy[n, c, i, j]
+        dx[n, c, h, w] = acc
