@@ -29,11 +29,13 @@ from . import (
     functional,
     init,
     losses,
+    metrics,
     model_selection,
     optim,
     params,
     preprocessing,
     training,
+    tuning,
 )
 from ._backend import (
     BACKENDS,
@@ -93,11 +95,13 @@ __all__ = [
     "init",
     "load",
     "losses",
+    "metrics",
     "model_selection",
     "optim",
     "params",
     "preprocessing",
     "save",
     "training",
+    "tuning",
     "use_backend",
 ]
