@@ -34,11 +34,13 @@ from .params import Slots
 __all__ = [
     "ELU",
     "BatchNorm1d",
+    "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
     "Layer",
     "LeakyReLU",
+    "MaxPool2D",
     "PReLU",
     "ReLU",
     "Sigmoid",
@@ -439,6 +441,399 @@ class Flatten(Layer):
         return (
             "Flatten()" if self.input_shape is None else f"Flatten(input_shape={self.input_shape})"
         )
+
+
+# ---------------------------------------------------------------------------- Conv2D
+
+
+def _positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{what} must be a positive int; got {value!r}")
+    return int(value)
+
+
+def _image_shape(value, what: str):
+    """``value`` as (C, H, W), three positive ints, or None."""
+    if value is None:
+        return None
+    if not (isinstance(value, (tuple, list)) and len(value) == 3):
+        raise ValueError(f"{what} must be (C, H, W), three positive ints; got {value!r}")
+    return tuple(_positive_int(d, what) for d in value)
+
+
+def _check_image_input(layer, x, channels, dtype):
+    """The checks of an image layer's forward: an (N, C, H, W) array of ``channels``
+    channels (None: any) and of ``dtype`` (None: any float)."""
+    if not (isinstance(x, np.ndarray) or is_device_array(x)):
+        raise TypeError(f"{layer!r}: x must be an array; got {type(x).__name__}")
+    if x.ndim != 4:
+        hint = (
+            ": put the rows back into images first, e.g. x.reshape(-1, C, H, W)"
+            if x.ndim == 2
+            else (": for one image (C, H, W) pass x[None]" if x.ndim == 3 else "")
+        )
+        raise ValueError(
+            f"{layer!r} expects (N, C, H, W) images (channels first, as PyTorch); got "
+            f"shape {tuple(x.shape)}{hint}"
+        )
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(
+            f"{layer!r} expects images with {channels} channels, (N, {channels}, H, W); got "
+            f"shape {tuple(x.shape)} ({x.shape[1]} channels)"
+        )
+    if dtype is not None and np.dtype(x.dtype) != np.dtype(dtype):
+        raise TypeError(
+            f"{layer!r}: input must have dtype {np.dtype(dtype)}; got {np.dtype(x.dtype)}. "
+            f"Convert it with .astype(np.{np.dtype(dtype)})"
+        )
+    return np.ascontiguousarray(x) if _host(x) else x
+
+
+def _check_dy(layer, dy, y):
+    if not (isinstance(dy, np.ndarray) or is_device_array(dy)):
+        raise TypeError(f"{layer!r}: dy must be an array; got {type(dy).__name__}")
+    if tuple(dy.shape) != tuple(y.shape):
+        raise ValueError(
+            f"{layer!r}: dy must have the shape of the last forward's output, "
+            f"{tuple(y.shape)}; got {tuple(dy.shape)}"
+        )
+    if np.dtype(dy.dtype) != np.dtype(y.dtype):
+        raise TypeError(f"{layer!r}: dy must have dtype {y.dtype}; got {dy.dtype}")
+    return np.ascontiguousarray(dy) if _host(dy) else dy
+
+
+class Conv2D(Layer):
+    """2-D convolution over (N, C, H, W) images: ``y = act(conv(x, W) + b)``, with
+    ``y[n, f, i, j] = b[f] + sum_{c,u,v} W[f, c, u, v] * xpad[n, c, i*s + u, j*s + v]``
+    (a cross-correlation, as in every deep-learning library; the math and the kernels
+    are in :mod:`nnlib.ops.conv`).
+
+    Parameters ``W`` (F, C, KH, KW) (PyTorch's OIHW) and ``b`` (F,). The output is
+    (N, F, OH, OW), ``OH = (H + 2p - KH) // stride + 1`` (and OW likewise).
+
+    Parameters
+    ----------
+    out_channels : int
+        F, the number of filters.
+    kernel_size : int or (int, int)
+        KH x KW (one int: square).
+    in_channels : int or None
+        C; None infers it from the input when the model is built.
+    stride : int >= 1
+    padding : "valid", "same" or int >= 0
+        "valid": no padding; "same": (k - 1) // 2 zeros on each side (square kernels of
+        odd size k), so the output is ceil(H / stride) x ceil(W / stride); an int: that
+        many zeros on each side.
+    activation : None or "relu"
+        fused into the same kernel (faster than ``Conv2D`` + ``ReLU``).
+    init, bias_init : str or callable
+        initializers of ``W`` (He by default, fan_in = C * KH * KW) and ``b``.
+    seed : int, Generator or None
+        build the parameters now (needs ``input_shape``); else with the model.
+    input_shape : (C, H, W) or None
+        the shape of one input image, if the model should know it before it is built
+        (learnt at build otherwise, and saved with the model).
+    """
+
+    keeps_shape = False
+
+    def __init__(
+        self,
+        out_channels: int,
+        kernel_size,
+        *,
+        in_channels: int | None = None,
+        stride: int = 1,
+        padding="valid",
+        activation: str | None = None,
+        init="he",
+        bias_init="zeros",
+        seed=None,
+        dtype=np.float32,
+        input_shape=None,
+    ):
+        super().__init__()
+        self.out_channels = _positive_int(out_channels, "Conv2D: out_channels")
+        if isinstance(kernel_size, (tuple, list)) and len(kernel_size) == 2:
+            kh, kw = (_positive_int(k, "Conv2D: kernel_size") for k in kernel_size)
+        elif isinstance(kernel_size, (tuple, list)):
+            raise ValueError(f"Conv2D: kernel_size must be an int or (kh, kw); got {kernel_size!r}")
+        else:
+            kh = kw = _positive_int(kernel_size, "Conv2D: kernel_size")
+        self.kernel_size = (kh, kw)
+        if in_channels is not None:
+            in_channels = _positive_int(in_channels, "Conv2D: in_channels")
+        self.stride = _positive_int(stride, "Conv2D: stride")
+        if padding == "same" and (kh != kw or kh % 2 == 0):
+            raise ValueError(
+                f"Conv2D: padding='same' needs a square kernel of odd size ((k - 1) // 2 "
+                f"zeros each side); got kernel_size {kh}x{kw}. Give padding as an int"
+            )
+        if padding == "valid":
+            self.pad = 0
+        elif padding == "same":
+            self.pad = (kh - 1) // 2
+        elif (
+            isinstance(padding, numbers.Integral) and not isinstance(padding, bool) and padding >= 0
+        ):
+            self.pad = int(padding)
+        else:
+            raise ValueError(
+                f"Conv2D: padding must be 'valid', 'same' or an int >= 0; got {padding!r}"
+            )
+        self.padding = padding if isinstance(padding, str) else int(padding)
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Conv2D: activation must be one of {list(ACTIVATIONS)}; got {activation!r}"
+            )
+        self.activation, self._act = activation, ACTIVATIONS[activation]
+        self.init, self.bias_init = initializers.get(init), initializers.get(bias_init)
+        self.init_name = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        self.bias_init_name = bias_init if isinstance(bias_init, str) else "zeros"
+        self.input_shape = _image_shape(input_shape, "Conv2D: input_shape")
+        if self.input_shape is not None and in_channels not in (None, self.input_shape[0]):
+            raise ValueError(
+                f"Conv2D: in_channels={in_channels} disagrees with input_shape "
+                f"{self.input_shape} (C = {self.input_shape[0]})"
+            )
+        self.in_channels = in_channels
+        self.built = False
+        if seed is not None and self.input_shape is not None:
+            self.build(self.input_shape, initializers.rng_from(seed), dtype)
+
+    def _out_shape(self, shape):
+        (kh, kw), s, p = self.kernel_size, self.stride, self.pad
+        return (
+            self.out_channels,
+            (shape[1] + 2 * p - kh) // s + 1,
+            (shape[2] + 2 * p - kw) // s + 1,
+        )
+
+    def output_features(self, in_features):
+        shape = in_features if in_features is not None else self.input_shape
+        return self._out_shape(shape) if isinstance(shape, tuple) else None
+
+    def parameter_shapes(self, in_features):
+        c = self.in_channels
+        if c is None and isinstance(in_features, tuple):
+            c = in_features[0]
+        return {"W": (self.out_channels, c, *self.kernel_size), "b": (self.out_channels,)}
+
+    def get_config(self) -> dict:
+        # NOTE: a custom initializer (a callable) is saved as "he": it only matters for
+        # building, and a loaded model's values replace what it drew.
+        init = self.init_name if self.init_name in initializers.INITIALIZERS else "he"
+        bias = self.bias_init_name if self.bias_init_name in initializers.INITIALIZERS else "zeros"
+        return {
+            "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size),
+            "in_channels": self.in_channels,
+            "stride": self.stride,
+            "padding": self.padding,
+            "activation": self.activation,
+            "init": init,
+            "bias_init": bias,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+        }
+
+    def build(self, in_features, rng, dtype):
+        if self.built:
+            return self._out_shape(self.input_shape)
+        if in_features is None:
+            in_features = self.input_shape
+        if in_features is None:
+            raise NotBuiltError(
+                f"{self!r}: the shape of the input images is unknown; build the model with "
+                "model.build((C, H, W)), fit it, or give Conv2D(..., input_shape=(C, H, W))"
+            )
+        if not isinstance(in_features, tuple):
+            raise ValueError(
+                f"{self!r} takes images (N, C, H, W), but its input is rows of {in_features} "
+                "features: give the model images (e.g. X.reshape(-1, 1, 8, 8) for the digits), "
+                "or move the layer before any Flatten/Dense"
+            )
+        shape = _image_shape(in_features, f"{self!r}: the input shape")
+        if self.input_shape is not None and shape != self.input_shape:
+            raise ValueError(f"{self!r} expects input images {self.input_shape}; got {shape}")
+        if self.in_channels is not None and shape[0] != self.in_channels:
+            raise ValueError(
+                f"{self!r} expects {self.in_channels} input channels, but its input is "
+                f"images (C, H, W) = {shape}: make them agree (or leave in_channels=None)"
+            )
+        (kh, kw), p = self.kernel_size, self.pad
+        if kh > shape[1] + 2 * p or kw > shape[2] + 2 * p:
+            raise ValueError(
+                f"{self!r}: the {kh}x{kw} kernel is larger than its padded input, "
+                f"{shape[1] + 2 * p}x{shape[2] + 2 * p} (images {shape} with padding {p}): use "
+                "a smaller kernel, more padding, or put the layer before the pooling that "
+                "shrinks the images this much"
+            )
+        self.input_shape, self.in_channels = shape, shape[0]
+        shapes = self.parameter_shapes(shape)
+        self.params = {
+            "W": np.ascontiguousarray(self.init(shapes["W"], dtype=dtype, seed=rng), dtype),
+            "b": np.ascontiguousarray(self.bias_init(shapes["b"], dtype=dtype, seed=rng), dtype),
+        }
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.built = True
+        return self._out_shape(shape)
+
+    def forward(self, x):
+        """``x`` (N, C, H, W) -> ``y`` (N, F, OH, OW)."""
+        if not self.built:
+            raise NotBuiltError(f"{self!r} is not built: build its model first")
+        W = self.params["W"]
+        x = _check_image_input(self, x, self.in_channels, W.dtype)
+        (kh, kw), p = self.kernel_size, self.pad
+        if kh > x.shape[2] + 2 * p or kw > x.shape[3] + 2 * p:
+            raise ValueError(
+                f"{self!r}: the {kh}x{kw} kernel is larger than the padded input, "
+                f"{x.shape[2] + 2 * p}x{x.shape[3] + 2 * p} (x of shape {tuple(x.shape)}, "
+                f"padding {p}): give larger images"
+            )
+        self.x = x
+        op = _resolved(self, "conv2d_forward")
+        self.y = op(x, W, self.params["b"], self.stride, p, self._act)
+        return self.y
+
+    def backward(self, dy, *, need_dx: bool = True):
+        """``dy`` (N, F, OH, OW) -> ``dx`` (N, C, H, W); fills ``grads["W"]`` (F, C, KH, KW)
+        and ``grads["b"]`` (F,). ``need_dx=False`` skips ``dx`` and returns None."""
+        y = self._kept("y")
+        dy = _check_dy(self, dy, y)
+        host = _host(dy)
+        W, gW, gb = self.params["W"], self.grads.get("W"), self.grads.get("b")
+        # SPEEDTIP: the gradients are written into the layer's own arrays (views of the
+        # model's gradient store) when they fit: a step allocates no gradient arrays.
+        fits = (
+            gW is not None
+            and gb is not None
+            and tuple(gW.shape) == tuple(W.shape)
+            and tuple(gb.shape) == (W.shape[0],)
+            and np.dtype(gW.dtype) == np.dtype(dy.dtype) == np.dtype(gb.dtype)
+            and _host(gW) == host == _host(gb)
+        )
+        dx, dW, db = _resolved(self, "conv2d_backward")(
+            dy,
+            self.x,
+            W,
+            y,
+            self.stride,
+            self.pad,
+            self._act,
+            int(need_dx),
+            (gW, gb) if fits else None,
+        )
+        self.grads["W"], self.grads["b"] = dW, db
+        return dx
+
+    def __repr__(self) -> str:
+        kh, kw = self.kernel_size
+        kernel = kh if kh == kw else (kh, kw)
+        extra = "" if self.stride == 1 else f", stride={self.stride}"
+        extra += "" if self.padding == "valid" else f", padding={self.padding!r}"
+        extra += f", activation={self.activation!r}" if self.activation else ""
+        return f"Conv2D({self.out_channels}, {kernel}{extra})"
+
+
+# ---------------------------------------------------------------------------- MaxPool2D
+
+
+class MaxPool2D(Layer):
+    """Max pooling over k x k windows at stride s (default k) of (N, C, H, W) images:
+    ``y[n, c, i, j] = max_{u,v < k} x[n, c, i*s + u, j*s + v]``, (N, C, OH, OW) with
+    ``OH = (H - k) // s + 1``. The forward pass keeps the position of each window's
+    maximum (the first one in row-major order on ties), and the backward pass routes
+    ``dy`` there (0 to the rest of the window).
+
+    The windows must tile the input, ``(H - k) % s == 0`` and the same for W: a window
+    that would leave the last rows or columns out is refused, with what to do.
+    """
+
+    keeps_shape = False
+
+    def __init__(self, pool_size: int = 2, stride: int | None = None, *, input_shape=None):
+        super().__init__()
+        self.pool_size = _positive_int(pool_size, "MaxPool2D: pool_size")
+        self.stride = (
+            self.pool_size if stride is None else _positive_int(stride, "MaxPool2D: stride")
+        )
+        self.input_shape = _image_shape(input_shape, "MaxPool2D: input_shape")
+        if self.input_shape is not None:
+            self._check_tiles(self.input_shape)
+
+    def _check_tiles(self, shape):
+        k, s = self.pool_size, self.stride
+        for axis, size in (("H", shape[-2]), ("W", shape[-1])):
+            if size < k:
+                raise ValueError(
+                    f"{self!r}: the {k}x{k} window is larger than its input images, "
+                    f"{shape[-2]}x{shape[-1]} (shape {tuple(shape)}): use a smaller pool_size"
+                )
+            if (size - k) % s:
+                left = (size - k) % s
+                raise ValueError(
+                    f"{self!r}: {k}x{k} windows at stride {s} do not tile its input, images "
+                    f"of shape {tuple(shape)}: (H - pool_size) % stride must be 0, and for "
+                    f"{axis}={size} it is {left}, which would leave {left} rows/columns out. "
+                    f"Crop or pad the images to {axis}={size - left} or {size - left + s} "
+                    "(e.g. padding='same' on the convolution before), or choose a pool_size "
+                    "and stride that tile them"
+                )
+
+    def _out_shape(self, shape):
+        k, s = self.pool_size, self.stride
+        return (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1)
+
+    def output_features(self, in_features):
+        shape = in_features if in_features is not None else self.input_shape
+        return self._out_shape(shape) if isinstance(shape, tuple) else None
+
+    def get_config(self) -> dict:
+        return {
+            "pool_size": self.pool_size,
+            "stride": self.stride,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+        }
+
+    def build(self, in_features, rng, dtype):
+        if in_features is None:
+            in_features = self.input_shape
+        if in_features is None:
+            return None
+        if not isinstance(in_features, tuple):
+            raise ValueError(
+                f"{self!r} takes images (N, C, H, W), but its input is rows of {in_features} "
+                "features: give the model images, or move the layer before any Flatten/Dense"
+            )
+        shape = _image_shape(in_features, f"{self!r}: the input shape")
+        if self.input_shape is not None and shape != self.input_shape:
+            raise ValueError(f"{self!r} expects input images {self.input_shape}; got {shape}")
+        self._check_tiles(shape)
+        self.input_shape = shape
+        return self._out_shape(shape)
+
+    def forward(self, x):
+        """``x`` (N, C, H, W) -> ``y`` (N, C, OH, OW)."""
+        x = _check_image_input(self, x, None, None)
+        if not (np.dtype(x.dtype).kind == "f"):
+            raise TypeError(f"{self!r}: input must be float32 or float64; got {x.dtype}")
+        self._check_tiles(tuple(x.shape))
+        y, self.argmax = _resolved(self, "maxpool2d_forward")(x, self.pool_size, self.stride)
+        self.x_shape, self.y = tuple(x.shape), y
+        return y
+
+    def backward(self, dy):
+        """``dy`` (N, C, OH, OW) -> ``dx`` (N, C, H, W): each ``dy`` to its window's maximum."""
+        y = self._kept("y")
+        dy = _check_dy(self, dy, y)
+        op = _resolved(self, "maxpool2d_backward")
+        return op(dy, self.argmax, self.x_shape, self.pool_size, self.stride)
+
+    def __repr__(self) -> str:
+        if self.stride == self.pool_size:
+            return f"MaxPool2D({self.pool_size})"
+        return f"MaxPool2D({self.pool_size}, stride={self.stride})"
 
 
 # ---------------------------------------------------------------------------- activations

@@ -8,6 +8,8 @@ against explicit loops over the windows. The cuda kernels are in tests/test_conv
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.signal import convolve, correlate
@@ -16,6 +18,7 @@ import nnlib as nl
 import nnlib.functional as F
 from nnlib._backend import dispatch
 from nnlib.gradient_check import numerical_gradient, relative_error
+from nnlib.layers import Conv2D, MaxPool2D
 from nnlib.ops import conv
 
 EPS = {np.dtype(np.float32): np.finfo(np.float32).eps, np.dtype(np.float64): 2.0**-52}
@@ -390,3 +393,155 @@ def test_init_fans_of_a_conv_weight_follow_pytorch():
     assert abs(W.std() - np.sqrt(2 / 72)) < 0.01
     with pytest.raises(ValueError, match="3 axes"):
         _fans((2, 3, 4))
+
+
+# ---------------------------------------------------------------------- layers
+
+
+def _digits(n=96):
+    X, y = nl.datasets.load_digits()
+    return (X[:n] / 16.0).reshape(-1, 1, 8, 8).astype(np.float32), y[:n]
+
+
+def _cnn(dtype=np.float32):
+    return nl.Sequential(
+        [
+            Conv2D(4, 3, padding="same", activation="relu"),
+            MaxPool2D(2),
+            nl.Flatten(),
+            nl.Dense(10),
+        ],
+        dtype=dtype,
+    )
+
+
+def _fit(backend, dtype=np.float32, epochs=4, callbacks=None):
+    X, y = _digits()
+    model = _cnn(dtype)
+    hist = model.fit(
+        X.astype(dtype),
+        y,
+        epochs=epochs,
+        batch_size=32,
+        seed=0,
+        verbose=0,
+        backend=backend,
+        optimizer=nl.optim.Adam(lr=0.01),
+        callbacks=callbacks,
+    )
+    return model, hist.history["loss"]
+
+
+def test_conv_model_builds_the_shapes_through_the_layers():
+    model = _cnn().build((1, 8, 8), seed=0)
+    shapes = model.parameter_shapes()
+    assert shapes == {"0.W": (4, 1, 3, 3), "0.b": (4,), "3.W": (64, 10), "3.b": (10,)}
+    assert model.layers[1].output_features((4, 8, 8)) == (4, 4, 4)
+    W = model.parameters()["0.W"]
+    assert W.dtype == np.float32 and abs(W.std() - np.sqrt(2 / 9)) < 0.25  # He, fan_in 9
+    layer = Conv2D(8, (3, 5), stride=2, padding=1)
+    assert layer.output_features((3, 9, 9)) == (8, 5, 4)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cpu"])
+def test_conv_model_fit_decreases_the_loss(backend):
+    _, losses = _fit(backend)
+    assert all(b < a for a, b in itertools.pairwise(losses)), losses
+    assert losses[-1] < 0.85 * losses[0], losses
+
+
+def test_conv_model_trains_alike_on_numpy_and_cpu():
+    (m_np, l_np), (m_cpu, l_cpu) = _fit("numpy", epochs=2), _fit("cpu", epochs=2)
+    np.testing.assert_allclose(l_cpu, l_np, rtol=1e-4)
+    for name, value in m_np.parameters().items():
+        np.testing.assert_allclose(m_cpu.parameters()[name], value, rtol=1e-3, atol=1e-4)
+
+
+def test_conv_model_passes_the_gradient_check():
+    X, y = _digits(6)
+    # NOTE: a nonzero bias: on the blank background every window is 0, so with b = 0 the
+    # ReLU would sit exactly on its kink there, where the central difference sees half a
+    # slope and the gradient (relu'(0) = 0) none.
+    model = nl.Sequential(
+        [
+            Conv2D(3, 3, padding="same", activation="relu", bias_init="normal"),
+            Conv2D(2, 3, stride=2, padding=1),
+            MaxPool2D(2),
+            nl.Flatten(),
+            nl.Dense(10),
+        ]
+    ).build((1, 8, 8), seed=1)
+    for backend in ("numpy", "cpu"):
+        result = nl.gradcheck(model, X, y, backend=backend)
+        assert result.passed, str(result)
+
+
+def test_conv_layer_writes_its_gradients_into_its_own_arrays():
+    X, y = _digits(8)
+    model = _cnn().build((1, 8, 8), seed=0)
+    conv_layer = model.layers[0]
+    gW, gb = conv_layer.grads["W"], conv_layer.grads["b"]
+    model.train_on_batch(X, y, backend="cpu")
+    assert conv_layer.grads["W"] is gW and conv_layer.grads["b"] is gb
+    assert np.abs(gW).sum() > 0
+
+
+def test_conv_model_saves_and_loads_to_identical_predictions(tmp_path):
+    model, _ = _fit("cpu", epochs=1)
+    X, _ = _digits(20)
+    path = model.save(tmp_path / "cnn.npz")
+    loaded = nl.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        "Conv2D",
+        "MaxPool2D",
+        "Flatten",
+        "Dense",
+    ]
+    assert loaded.layers[0].get_config() == model.layers[0].get_config()
+
+
+def test_diagnostics_runs_on_a_conv_model():
+    diag = nl.callbacks.Diagnostics()
+    _fit("cpu", epochs=1, callbacks=[diag])
+    rows = [r for r in diag.records if r["layer"] == 0]
+    assert rows and np.isfinite(rows[0]["act_mean"])
+
+
+def test_conv_model_in_float64():
+    model, losses = _fit("cpu", dtype=np.float64, epochs=2)
+    assert model.parameters()["0.W"].dtype == np.float64
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_conv_layers_refuse_bad_input_naming_the_layer_and_shapes():
+    model = _cnn().build((1, 8, 8), seed=0)
+    conv_layer, pool = model.layers[0], model.layers[1]
+    with pytest.raises(ValueError, match=r"Conv2D\(4, 3.*expects \(N, C, H, W\) images.*\(5, 64\)"):
+        conv_layer.forward(np.zeros((5, 64), np.float32))
+    with pytest.raises(
+        ValueError, match=r"Conv2D\(4, 3.*expects images with 1 channels.*\(5, 3, 8, 8\)"
+    ):
+        conv_layer.forward(np.zeros((5, 3, 8, 8), np.float32))
+    with pytest.raises(TypeError, match="dtype float32; got float64"):
+        conv_layer.forward(np.zeros((5, 1, 8, 8)))
+    assert pool.input_shape == (4, 8, 8)
+    untiled = nl.Sequential([Conv2D(4, 3), MaxPool2D(2), nl.Flatten(), nl.Dense(3)])
+    with pytest.raises(ValueError, match=r"MaxPool2D\(2\).*do not tile.*\(4, 7, 7\).*H=6 or 8"):
+        untiled.build((1, 9, 9), seed=0)  # a valid 3x3 convolution makes 9x9 into 7x7
+    with pytest.raises(ValueError, match=r"MaxPool2D\(3, stride=2\).*do not tile"):
+        MaxPool2D(3, 2).forward(np.zeros((1, 1, 8, 8), np.float32))
+    too_big = nl.Sequential([Conv2D(2, 5), nl.Flatten(), nl.Dense(3)])
+    with pytest.raises(
+        ValueError, match=r"Conv2D\(2, 5\).*5x5 kernel is larger than its padded input, 4x4"
+    ):
+        too_big.build((1, 4, 4), seed=0)
+    with pytest.raises(ValueError, match=r"expects 3 input channels.*\(1, 8, 8\)"):
+        nl.Sequential([Conv2D(2, 3, in_channels=3), nl.Flatten(), nl.Dense(3)]).build(
+            (1, 8, 8), seed=0
+        )
+    with pytest.raises(ValueError, match="padding='same' needs a square kernel of odd size"):
+        Conv2D(2, 4, padding="same")
+    X, y = _digits(8)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)|images"):
+        _cnn().fit(X.reshape(8, 64), y, epochs=1, verbose=0)
