@@ -172,24 +172,53 @@ def _im2col(x, n, stride, pad, KH, KW, OH, OW, cols):
     C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
     base = n * OH * OW
     for c in range(C):
+        plane = x[n, c]  # (H, W)
         for u in range(KH):
             i_lo, i_hi = _valid_range(u, stride, pad, H, OH)
             for v in range(KW):
                 j_lo, j_hi = _valid_range(v, stride, pad, Wd, OW)
-                row = cols[(c * KH + u) * KW + v]
+                row = cols[(c * KH + u) * KW + v]  # (N*OH*OW,)
                 for i in range(OH):
-                    at = base + i * OW
+                    out = row[base + i * OW : base + (i + 1) * OW]  # (OW,) of window row i
                     if i < i_lo or i >= i_hi:
-                        for j in range(OW):
-                            row[at + j] = 0
+                        out[:] = 0
                         continue
-                    ih = i * stride + u - pad
-                    for j in range(j_lo):
-                        row[at + j] = 0
-                    for j in range(j_lo, j_hi):  # SPEEDTIP: no branch in the inner loop
-                        row[at + j] = x[n, c, ih, j * stride + v - pad]
-                    for j in range(j_hi, OW):
-                        row[at + j] = 0
+                    src = plane[i * stride + u - pad]  # (W,) the input row it reads
+                    out[:j_lo] = 0
+                    out[j_hi:] = 0
+                    if stride == 1:  # SPEEDTIP: a contiguous copy, which LLVM vectorizes
+                        d = v - pad
+                        for j in range(j_lo, j_hi):
+                            out[j] = src[j + d]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            out[j] = src[j * stride + v - pad]
+
+
+@cpu_helper
+def _col2im(dcols, n, stride, pad, KH, KW, OH, OW, dx):
+    """dx[n] = the sum of image ``n``'s window gradients (its columns of ``dcols``), each
+    added back onto the pixels its window covers."""
+    C, H, Wd = dx.shape[1], dx.shape[2], dx.shape[3]
+    base = n * OH * OW
+    dx[n] = 0
+    for c in range(C):
+        plane = dx[n, c]  # (H, W)
+        for u in range(KH):
+            i_lo, i_hi = _valid_range(u, stride, pad, H, OH)
+            for v in range(KW):
+                j_lo, j_hi = _valid_range(v, stride, pad, Wd, OW)
+                row = dcols[(c * KH + u) * KW + v]
+                for i in range(i_lo, i_hi):
+                    g = row[base + i * OW : base + (i + 1) * OW]  # (OW,)
+                    dst = plane[i * stride + u - pad]  # (W,)
+                    if stride == 1:  # SPEEDTIP: contiguous, vectorized
+                        d = v - pad
+                        for j in range(j_lo, j_hi):
+                            dst[j + d] += g[j]
+                    else:
+                        for j in range(j_lo, j_hi):
+                            dst[j * stride + v - pad] += g[j]
 
 
 def _conv_forward_host(at, launch, x, W, b, stride, pad, act):
@@ -246,7 +275,6 @@ def _conv_backward_host(at, launch, dy, x, W, y, stride, pad, act, need_dx=1, gr
 @kernel("conv2d_backward", "cpu", _conv_backward_host)
 def conv2d_backward_cpu(dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx, dW, db):
     N, F, OH, OW = dy.shape
-    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
     KH, KW = W.shape[2], W.shape[3]
     P, ckk = OH * OW, cols.shape[0]
     for n in prange(N):  # dz (F, N*P) = dy * act'(z), and image n's windows
@@ -269,18 +297,7 @@ def conv2d_backward_cpu(dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx, dW
     if need_dx:
         np.dot(W.reshape(F, ckk).T, dz, cols)  # dcols (CKK, N*P) = W2.T @ dz, over cols
         for n in prange(N):  # col2im: image n's windows add onto its own dx only
-            dx[n] = 0
-            for c in range(C):
-                for u in range(KH):
-                    i_lo, i_hi = _valid_range(u, stride, pad, H, OH)
-                    for v in range(KW):
-                        j_lo, j_hi = _valid_range(v, stride, pad, Wd, OW)
-                        row = cols[(c * KH + u) * KW + v]
-                        for i in range(i_lo, i_hi):
-                            ih = i * stride + u - pad
-                            at = n * P + i * OW
-                            for j in range(j_lo, j_hi):
-                                dx[n, c, ih, j * stride + v - pad] += row[at + j]
+            _col2im(cols, n, stride, pad, KH, KW, OH, OW, dx)
 
 
 @first_cpu
