@@ -23,7 +23,16 @@ from ._arrays import assign, to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
 from ._inputs import as_data, check_features, check_int, check_lengths, describe, example_shape
 from ._validate import is_device_array
-from .layers import BatchNorm1d, Dense, Layer, NotBuiltError, Sigmoid, Softmax, layer_from_config
+from .layers import (
+    BatchNorm1d,
+    Conv2D,
+    Dense,
+    Layer,
+    NotBuiltError,
+    Sigmoid,
+    Softmax,
+    layer_from_config,
+)
 from .optim import OPTIMIZERS, Optimizer, optimizer_from_config
 from .params import ParameterStore
 
@@ -288,8 +297,8 @@ class Sequential:
 
         Returns the gradient with respect to the model's input, or None with
         ``input_grad=False``: training needs only the parameters' gradients, and when the
-        first layer is a Dense the product that computes its input's gradient is skipped
-        (``fit`` and ``train_on_batch`` do this).
+        first layer is a Dense or a Conv2D the product that computes its input's gradient
+        is skipped (``fit`` and ``train_on_batch`` do this).
         """
         record = self.record_grads
         if record:
@@ -298,7 +307,7 @@ class Sequential:
             layer = self.layers[i]
             if record:
                 self.output_grads[i] = dout
-            if i == 0 and not input_grad and isinstance(layer, Dense):
+            if i == 0 and not input_grad and isinstance(layer, (Dense, Conv2D)):
                 return layer.backward(dout, need_dx=False)
             dout = layer.backward(dout)
         return dout
@@ -386,7 +395,8 @@ class Sequential:
         first call prepares the step (checks the arguments, binds the optimizer, puts the
         parameters where the backend computes); later calls with the same loss,
         optimizer, backend and reduction check only ``X`` and ``y`` and run the step.
-        The first Dense layer's input gradient is not computed (nothing uses it).
+        The first layer's input gradient (a Dense or Conv2D) is not computed (nothing
+        uses it).
 
         The parameters, gradients and optimizer state then live in one flat buffer each
         (the dicts hold views of it: same names and shapes), so that the optimizer

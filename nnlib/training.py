@@ -25,7 +25,7 @@ from . import losses as losses_
 from ._arrays import to_backend, to_host, zeros_like_on
 from ._backend import resolve_backend
 from ._inputs import as_data, check_features, check_int, check_lengths, example_shape
-from .layers import BatchNorm1d, Dense, Dropout
+from .layers import BatchNorm1d, Conv2D, Dense, Dropout
 from .ops.gather import take_rows
 from .optim import Adam, Optimizer
 
@@ -89,10 +89,13 @@ class TrainStep:
         self.optimizer = check_optimizer(optimizer)
         self.backend = resolve_backend(backend)
         loss_fn.backend = self.backend
-        # elementwise work of a step: every parameter, plus H per example for each Dense
-        self.work_per_example = sum(
-            layer.out_features for layer in model.layers if isinstance(layer, Dense)
-        )
+        # elementwise work of a step: every parameter, plus the outputs of each Dense (H)
+        # and Conv2D (F * OH * OW) per example
+        self.work_per_example, width = 0, model.input_features
+        for layer in model.layers:
+            width = layer.output_features(width)
+            if isinstance(layer, (Dense, Conv2D)) and width is not None:
+                self.work_per_example += math.prod(np.atleast_1d(width))
         self.prepare()
 
     def prepare(self) -> None:

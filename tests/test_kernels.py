@@ -59,7 +59,21 @@ def _signature(op, dtype, target):
         # dy, x, gamma, mean, inv_std, training, dx, dgamma, dbeta
         "batch_norm_backward": (arr2, arr2, arr1, arr1, arr1, i64, arr2, arr1, arr1),
     }
+    arr4, idx4 = types.Array(dtype, 4, "C"), types.Array(i64, 4, "C")
+    training.update(
+        {
+            # x, W, b, stride, pad, act, cols, z, out
+            "conv2d_forward": (arr4, arr4, arr1, i64, i64, i64, arr2, arr2, arr4),
+            # dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx, dW, db
+            "conv2d_backward": (arr4,) * 4 + (i64,) * 4 + (arr2, arr2, arr4, arr4, arr1),
+            "maxpool2d_forward": (arr4, i64, i64, arr4, idx4),  # x, k, s, y, argmax
+            "maxpool2d_backward": (arr4, idx4, i64, i64, arr4),  # dy, argmax, k, s, dx
+        }
+    )
     if target == "cuda":
+        # x, W, b, stride, pad, act, out / dy, x, W, y, stride, pad, act, dx, dW, db
+        training["conv2d_forward"] = (arr4, arr4, arr1, i64, i64, i64, arr4)
+        training["conv2d_backward"] = (arr4,) * 4 + (i64,) * 3 + (arr4, arr4, arr1)
         # A, B, ta, tb, bias, act, C, mask_a, mask_b, colsum: one kernel for both passes
         gemm = (arr2, arr2, i64, i64, arr1, i64, arr2, arr2, arr2, arr1)
         training["dense_forward"] = training["dense_backward"] = gemm
