@@ -18,6 +18,7 @@ are unique across the whole course.
 from . import (
     activations,  # noqa: F401  01_activations
     backprop,  # noqa: F401  03_backprop
+    capstone,  # noqa: F401  07_capstone
     forward_losses,  # noqa: F401  02_forward_losses
     gradient_descent,  # noqa: F401  04_gradient_descent
     initialization,  # noqa: F401  05_initialization
