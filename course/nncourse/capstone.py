@@ -189,10 +189,9 @@ def _(confusion_matrix, per_class_recall, per_class_precision):
         (200, 5, 6, (), (0, 4)),
     ):
         y_true, y_pred = _labels(n, k, seed, missing_true=gone_true, missing_pred=gone_pred)
-        what = (
-            f"confusion_matrix(y_true, y_pred, n_classes={k}), class {gone_true or gone_pred} "
-            "missing"
-        )
+        gone = [f"class {c} never true" for c in gone_true]
+        gone += [f"class {c} never predicted" for c in gone_pred]
+        what = f"confusion_matrix(y_true, y_pred, n_classes={k}) ({', '.join(gone)})"
         _expect_confusion(
             _confusion(confusion_matrix, y_true, y_pred, k, what), y_true, y_pred, k, what
         )
@@ -490,12 +489,17 @@ def _expect_range(lr_range_test, step, start, end, num):
     if _same_run((lrs, losses), want):
         return
     if len(lrs) != len(want[0]):
-        message = f"{what} took {len(lrs)} steps, expected {len(want[0])} " + (
-            "(the smoothed loss exceeds 4 times its lowest value at lr "
-            f"{want[0][-1]:.4g}, step {len(want[0]) - 1})"
-            if len(want[0]) < num
-            else "(it never diverges in this range: every lr is tried)"
-        )
+        last = len(want[0]) - 1
+        if last == num - 1:
+            why = "it never diverges in this range: every lr is tried"
+        elif not math.isfinite(want[1][-1]):
+            why = f"the smoothed loss is {want[1][-1]} at lr {want[0][-1]:.4g}, step {last}"
+        else:
+            why = (
+                "the smoothed loss exceeds 4 times its lowest value at lr "
+                f"{want[0][-1]:.4g}, step {last}"
+            )
+        message = f"{what} took {len(lrs)} steps, expected {len(want[0])} ({why})"
     else:
         bad = int(
             np.argmax(
