@@ -20,6 +20,7 @@ from nnlib._backend import dispatch
 from nnlib.gradient_check import numerical_gradient, relative_error
 from nnlib.layers import Conv2D, MaxPool2D
 from nnlib.ops import conv
+from nnlib.ops._launch import KERNELS
 
 EPS = {np.dtype(np.float32): np.finfo(np.float32).eps, np.dtype(np.float64): 2.0**-52}
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
@@ -187,14 +188,22 @@ def _cpu_ops(first):
     return forward, backward
 
 
-VERSIONS = pytest.mark.parametrize("first", [False, True], ids=["tuned", "v1"])
+# The tuned cpu kernels' two strategies, forced whatever the size (the threshold is read
+# when the op is called), and the first versions.
+LIMITS = {"direct": 10**9, "im2col": -1}
 
 
-@VERSIONS
+@pytest.fixture(params=["direct", "im2col", "v1"])
+def strategy(request, monkeypatch):
+    if request.param in LIMITS:
+        monkeypatch.setattr(conv, "DIRECT_MAX_CKK", LIMITS[request.param])
+    return request.param
+
+
 @DTYPES
 @PARAMS
-def test_cpu_conv_matches_the_reference(case, dtype, first):
-    forward, backward = _cpu_ops(first)
+def test_cpu_conv_matches_the_reference(case, dtype, strategy):
+    forward, backward = _cpu_ops(strategy == "v1")
     x, W, b, s, p = _data(case, dtype, seed=2)
     rng = np.random.default_rng(3)
     for act in (0, 1):
@@ -219,8 +228,14 @@ def test_cpu_conv_matches_the_reference(case, dtype, first):
             _assert_within(db, edb, sdb, terms, dtype, f"db act={act}")
 
 
-@pytest.mark.parametrize("backend", ["numpy", "cpu"])
-def test_conv_backward_writes_grads_out_in_place_and_leaves_inputs_alone(backend):
+@pytest.mark.parametrize(
+    "backend, limit", [("numpy", None), ("cpu", LIMITS["direct"]), ("cpu", LIMITS["im2col"])]
+)
+def test_conv_backward_writes_grads_out_in_place_and_leaves_inputs_alone(
+    backend, limit, monkeypatch
+):
+    if limit is not None:
+        monkeypatch.setattr(conv, "DIRECT_MAX_CKK", limit)
     x, W, b, s, p = _data(CASES[3], np.float32, seed=4)
     y = dispatch("conv2d_forward", backend)(x, W, b, s, p, 1)
     dy = np.random.default_rng(5).standard_normal(y.shape).astype(np.float32)
@@ -235,7 +250,9 @@ def test_conv_backward_writes_grads_out_in_place_and_leaves_inputs_alone(backend
         np.testing.assert_array_equal(a, c)
 
 
-def test_cpu_conv_takes_any_layout_and_keeps_nan():
+@pytest.mark.parametrize("limit", LIMITS.values(), ids=LIMITS.keys())
+def test_cpu_conv_takes_any_layout_and_keeps_nan(limit, monkeypatch):
+    monkeypatch.setattr(conv, "DIRECT_MAX_CKK", limit)
     x, W, b, s, p = _data(CASES[1], np.float64, seed=6)
     xf = np.asfortranarray(x)
     x_nan = x.copy()
@@ -246,6 +263,40 @@ def test_cpu_conv_takes_any_layout_and_keeps_nan():
         y_nan = dispatch("conv2d_forward", backend)(x_nan, W, b, s, p, 1)
         assert np.isnan(y_nan[0, :, 1:4, 1:4]).all(), "ReLU must not turn NaN into 0"
         assert not np.isnan(y_nan[1]).any()
+
+
+@pytest.mark.parametrize("act", [0, 1], ids=["linear", "relu"])
+def test_cpu_conv_chooses_its_strategy_by_the_length_of_the_sums(act, monkeypatch):
+    """C*KH*KW <= DIRECT_MAX_CKK: the direct kernels (flag 1), one channel more: im2col +
+    BLAS (flag 0); both agree with the reference, at stride 1 and 2."""
+    seen = []
+
+    def spy(op, flag_at):
+        real = KERNELS[op, "cpu"]
+
+        def kernel(*args):
+            seen.append((op, args[flag_at]))
+            return real(*args)
+
+        monkeypatch.setitem(KERNELS, (op, "cpu"), kernel)
+
+    spy("conv2d_forward", 6)  # x, W, b, stride, pad, act, direct, ...
+    spy("conv2d_backward", 8)  # dy, x, W, y, stride, pad, act, need_dx, direct, ...
+    C = conv.DIRECT_MAX_CKK // 9  # 3x3 kernels: the last C on the direct side
+    assert C >= 1
+    for C_in, direct in ((C, 1), (C + 1, 0)):
+        for s, p in ((1, 1), (2, 0)):
+            seen.clear()
+            x, W, b, s, p = _data((2, C_in, 7, 6, 3, 3, 3, s, p), np.float32, seed=C_in)
+            y = dispatch("conv2d_forward", "cpu")(x, W, b, s, p, act)
+            want = dispatch("conv2d_forward", "numpy")(x, W, b, s, p, act)
+            np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+            dy = np.random.default_rng(C_in).standard_normal(y.shape).astype(np.float32)
+            got = dispatch("conv2d_backward", "cpu")(dy, x, W, y, s, p, act)
+            ref = dispatch("conv2d_backward", "numpy")(dy, x, W, y, s, p, act)
+            for g, w in zip(got, ref, strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+            assert seen == [("conv2d_forward", direct), ("conv2d_backward", direct)]
 
 
 # ---------------------------------------------------------------------- max pooling

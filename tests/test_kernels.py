@@ -62,10 +62,10 @@ def _signature(op, dtype, target):
     arr4, idx4 = types.Array(dtype, 4, "C"), types.Array(i64, 4, "C")
     training.update(
         {
-            # x, W, b, stride, pad, act, cols, z, out
-            "conv2d_forward": (arr4, arr4, arr1, i64, i64, i64, arr2, arr2, arr4),
-            # dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx, dW, db
-            "conv2d_backward": (arr4,) * 4 + (i64,) * 4 + (arr2, arr2, arr4, arr4, arr1),
+            # x, W, b, stride, pad, act, direct, cols, z, out
+            "conv2d_forward": (arr4, arr4, arr1, i64, i64, i64, i64, arr2, arr2, arr4),
+            # dy, x, W, y, stride, pad, act, need_dx, direct, cols, dz, dx, dW, db
+            "conv2d_backward": (arr4,) * 4 + (i64,) * 5 + (arr2, arr2, arr4, arr4, arr1),
             "maxpool2d_forward": (arr4, i64, i64, arr4, idx4),  # x, k, s, y, argmax
             "maxpool2d_backward": (arr4, idx4, i64, i64, arr4),  # dy, argmax, k, s, dx
         }

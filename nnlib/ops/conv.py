@@ -50,7 +50,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._backend import register
 from .._cuda import THREADS_1D, blocks_1d, cuda, cuda_jit
 from .._validate import is_device_array
-from ._launch import CPU_OPTIONS, cpu_helper, kernel
+from ._launch import CPU_HELPER_OPTIONS, CPU_OPTIONS, cpu_helper, kernel
+from ._vecmath import typed
 from .dense import _relu_mask_ref
 
 first_cpu = njit(**CPU_OPTIONS)  # a first-version cpu kernel: compiled, not registered
@@ -148,14 +149,45 @@ def maxpool2d_backward_ref(dy, argmax, x_shape, k, s):
 # ---------------------------------------------------------------------- CPU (Numba)
 # The first versions (``*_cpu_v1``, compiled, not registered: benchmarks/bench_conv.py
 # times them) are the formulas above as direct loops, one (image, filter) a prange
-# iteration. The registered kernels are im2col + BLAS:
-# SPEEDTIP: the windows are copied into ``cols`` (C*KH*KW, N*OH*OW) in a prange loop over
-# the images, then ONE matrix product does the whole batch's arithmetic in BLAS (which is
-# multi-threaded and vectorized); bias and ReLU are applied in the prange pass that moves
-# the product's (F, N*OH*OW) rows into the (N, F, OH, OW) output.
+# iteration. The registered kernels choose between two strategies by the length of one
+# output's sum, C*KH*KW (``direct = C*KH*KW <= DIRECT_MAX_CKK``, decided by the host):
+#
+# * direct (few input channels, e.g. a first layer: 1*3*3 = 9): no BLAS. A prange loop
+#   over the images; each image is copied once into a zero-padded scratch ``xp``
+#   (C, Hp, Wp), Hp = H + 2p, Wp = W + 2p, and every output plane is built by KH*KW*C
+#   passes ``acc += W[f, c, u, v] * (xp shifted by (u, v))``.
+#   SPEEDTIP: the shifted planes are read as ONE contiguous run of
+#   (Hp - KH)*Wp + Wp - KW + 1 elements ("wide" rows of Wp, whose last KW - 1 columns are
+#   not outputs and are dropped): a stride-1 loop hundreds long, which LLVM vectorizes,
+#   instead of OH loops of OW. (At stride s > 1 the run holds every stride-1 output, s*s
+#   times the work, and every s-th row and column is kept: one code path, not tuned.)
+#   The backward walks the same runs: dW and db are dot products (``_dot``, ``_sum``:
+#   fastmath reassoc) of the image's wide dz (0 off the outputs) with the shifted planes,
+#   kept as per-image partial sums (N, F*(C*KH*KW + 1)) and added over the images in
+#   float64 afterwards (no race); dx is the transposed pass,
+#   ``dxp (shifted by (u, v)) += W[f, c, u, v] * dz``, per image.
+# * im2col + BLAS (many input channels, long sums): the windows are copied into ``cols``
+#   (C*KH*KW, N*OH*OW) in a prange loop over the images, then ONE matrix product does the
+#   whole batch's arithmetic in BLAS (multi-threaded and vectorized); bias and ReLU are
+#   applied in the prange pass that moves the product's (F, N*OH*OW) rows into the
+#   (N, F, OH, OW) output.
+#
+# Why two: with short sums the product (F, 9) @ (9, N*OH*OW) does ~9 flops per element
+# it reads or writes, so BLAS gains little over the copy, and on a small machine the
+# hand-over between Numba's threads (the prange loops) and OpenBLAS's threads costs more
+# than the arithmetic (see the NOTE in nnlib/__init__.py). With long sums (16*3*3 = 144)
+# BLAS's blocked product wins. The crossover was measured with ``benchmarks/bench_conv.py
+# --crossover`` (3x3 kernels, C = 1 ... 16).
 # NOTE: BLAS stays outside the prange loops (BLAS inside them oversubscribes the cores).
 # NOTE: every prange iteration writes only its own image's (or filter's) outputs; the sums
-# over the batch (dW, db) are inside the products, or split by filter: no races.
+# over the batch (dW, db) are inside the products, split by filter, or per-image partial
+# sums: no races.
+
+# The measured crossover (benchmarks/README.md, "Conv2D"): direct won at C*KH*KW = 9, 18
+# and 36 on every shape tried; at 72 the winner depended on the shape (image size,
+# filters); at 144 BLAS was as fast or faster. The threshold is the last size where the
+# direct kernels won everywhere.
+DIRECT_MAX_CKK = 36  # C*KH*KW at most this: the direct kernels
 
 
 @cpu_helper
@@ -221,6 +253,135 @@ def _col2im(dcols, n, stride, pad, KH, KW, OH, OW, dx):
                             dst[j * stride + v - pad] += g[j]
 
 
+# NOTE: as in softmax.py, the sums are the one place with a fastmath flag: ``reassoc``
+# lets LLVM add a vector of lanes at a time (only the order of the additions changes). A
+# separate function, so that the flag reaches nothing else (LLVM inlines it afterwards).
+_sum_helper = njit(**{**CPU_HELPER_OPTIONS, "inline": "never", "fastmath": {"reassoc"}})
+
+
+@_sum_helper
+def _dot(a, a0, b, b0, m):
+    """sum_j a[a0 + j] * b[b0 + j], j < m, in the data's dtype (as BLAS's dW: one image's
+    run of products; the batch's sum of them is float64)."""
+    # NOTE: on views indexed from 0: an index such as a0 + j might be negative as far as
+    # Numba knows, and the wraparound check it then adds to every access stops LLVM from
+    # vectorizing the loop (as in softmax.py).
+    s = typed(a[a0], 0.0)  # SPEEDTIP: float32 sums for float32 data: 16 lanes, not 8
+    av, bv = a[a0 : a0 + m], b[b0 : b0 + m]
+    for j in range(m):
+        s += av[j] * bv[j]
+    return s
+
+
+@_sum_helper
+def _sum(a, a0, m):
+    """sum_j a[a0 + j], j < m (float64)."""
+    s = 0.0
+    av = a[a0 : a0 + m]  # NOTE: indexed from 0, as in _dot
+    for j in range(m):
+        s += av[j]
+    return s
+
+
+@cpu_helper
+def _axpy(y, y0, w, x, x0, m):
+    """y[y0 + j] += w * x[x0 + j], j < m (on views indexed from 0, as in _dot)."""
+    yv, xv = y[y0 : y0 + m], x[x0 : x0 + m]
+    for j in range(m):  # SPEEDTIP: contiguous, vectorized
+        yv[j] += w * xv[j]
+
+
+@cpu_helper
+def _padded(x, n, pad, xp):
+    """xp (C*Hp*Wp,) = image ``n`` with ``pad`` zeros on each side, plane after plane."""
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    Hp, Wp = H + 2 * pad, Wd + 2 * pad
+    xp[:] = 0
+    for c in range(C):
+        for h in range(H):
+            row = (c * Hp + h + pad) * Wp + pad
+            dst, src = xp[row : row + Wd], x[n, c, h]  # NOTE: views indexed from 0 (_dot)
+            for w in range(Wd):
+                dst[w] = src[w]
+
+
+# NOTE: the direct kernels' per-image work is a function the prange loop calls, not one
+# inlined into it (Numba's IR inlining into a prange body failed to lower its slices).
+_image_helper = njit(**{**CPU_HELPER_OPTIONS, "inline": "never"})
+
+
+@_image_helper
+def _forward_direct(x, n, W, b, stride, pad, act, out):
+    """Image ``n``'s outputs out[n] (F, OH, OW), by shifted passes over its padded copy.
+    Output (i, j) is element i*s*Wp + j*s of the wide run (at stride s > 1 the run holds
+    every stride-1 output, s*s times the work, of which every s-th row and column is kept)."""
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    F, KH, KW = W.shape[0], W.shape[2], W.shape[3]
+    OH, OW = out.shape[2], out.shape[3]
+    Hp, Wp = H + 2 * pad, Wd + 2 * pad
+    xp = np.empty(C * Hp * Wp, x.dtype)
+    _padded(x, n, pad, xp)
+    L = (Hp - KH) * Wp + Wp - KW + 1  # the wide run: every stride-1 window's start
+    acc = np.empty(L, x.dtype)  # z of one filter
+    for f in range(F):
+        acc[:] = b[f]
+        for c in range(C):
+            for u in range(KH):
+                for v in range(KW):
+                    _axpy(acc, 0, W[f, c, u, v], xp, (c * Hp + u) * Wp + v, L)
+        for i in range(OH):
+            o = out[n, f, i]  # (OW,)
+            for j in range(OW):
+                z = acc[i * stride * Wp + j * stride]
+                o[j] = 0.0 if (act == 1 and z <= 0) else z  # NaN comes through
+
+
+@_image_helper
+def _backward_direct(dy, x, W, y, n, stride, pad, act, need_dx, parts, dx):
+    """Image ``n``'s share of the gradients: parts[n, f*(CKK + 1) + (c*KH + u)*KW + v] =
+    its dW[f, c, u, v], parts[n, f*(CKK + 1) + CKK] = its db[f], and dx[n] (if need_dx)."""
+    C, H, Wd = x.shape[1], x.shape[2], x.shape[3]
+    F, KH, KW = W.shape[0], W.shape[2], W.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    Hp, Wp = H + 2 * pad, Wd + 2 * pad
+    ckk = C * KH * KW
+    xp = np.empty(C * Hp * Wp, x.dtype)
+    _padded(x, n, pad, xp)
+    L = (Hp - KH) * Wp + Wp - KW + 1  # the wide run, as in _forward_direct
+    g = np.zeros(F * L, x.dtype)  # dz of each filter on the wide run (0 off the outputs)
+    for f in range(F):
+        for i in range(OH):
+            gi = g[f * L + i * stride * Wp : f * L + (i + 1) * stride * Wp]
+            dyi, yi = dy[n, f, i], y[n, f, i]  # (OW,)
+            for j in range(OW):
+                h = yi[j]
+                # dy where y > 0, 0 where y <= 0, relu'(NaN) = NaN (branch-free: a select)
+                gi[j * stride] = dyi[j] if (act == 0 or h > 0) else (0.0 if h <= 0 else h)
+    for f in range(F):
+        base = f * (ckk + 1)
+        parts[n, base + ckk] = _sum(g, f * L, L)
+        for c in range(C):
+            for u in range(KH):
+                for v in range(KW):
+                    off = (c * Hp + u) * Wp + v
+                    parts[n, base + (c * KH + u) * KW + v] = _dot(g, f * L, xp, off, L)
+    if need_dx:
+        dxp = xp  # NOTE: xp is no longer needed: it becomes dxpad
+        dxp[:] = 0
+        for c in range(C):
+            for u in range(KH):
+                for v in range(KW):
+                    off = (c * Hp + u) * Wp + v
+                    for f in range(F):
+                        _axpy(dxp, off, W[f, c, u, v], g, f * L, L)
+        for c in range(C):
+            for h in range(H):
+                row = (c * Hp + h + pad) * Wp + pad
+                dst, src = dx[n, c, h], dxp[row : row + Wd]  # views indexed from 0 (_dot)
+                for w in range(Wd):
+                    dst[w] = src[w]
+
+
 def _conv_forward_host(at, launch, x, W, b, stride, pad, act):
     N, F = x.shape[0], W.shape[0]
     OH = conv_output_size(x.shape[2], W.shape[2], stride, pad)
@@ -229,19 +390,29 @@ def _conv_forward_host(at, launch, x, W, b, stride, pad, act):
     if N * F * OH * OW == 0:  # degenerate shapes: BLAS wants non-empty operands
         return conv2d_forward_ref(x, W, b, stride, pad, act)
     x, W, b = np.ascontiguousarray(x), np.ascontiguousarray(W), np.ascontiguousarray(b)
-    cols = np.empty((ckk, N * OH * OW), x.dtype)
-    z = np.empty((F, N * OH * OW), x.dtype)
+    direct = ckk <= DIRECT_MAX_CKK
+    # NOTE: the kernel's signature stays fixed: the direct strategy gets (0, 0) placeholders.
+    work = (0, 0) if direct else (ckk, N * OH * OW)
+    cols = np.empty(work, x.dtype)
+    z = np.empty((0, 0) if direct else (F, N * OH * OW), x.dtype)
     out = np.empty((N, F, OH, OW), x.dtype)
-    launch(x, W, b, stride, pad, act, cols, z, out)
+    launch(x, W, b, stride, pad, act, int(direct), cols, z, out)
     return out
 
 
 @kernel("conv2d_forward", "cpu", _conv_forward_host)
-def conv2d_forward_cpu(x, W, b, stride, pad, act, cols, z, out):
+def conv2d_forward_cpu(x, W, b, stride, pad, act, direct, cols, z, out):
     N, F, OH, OW = out.shape
     KH, KW = W.shape[2], W.shape[3]
-    for n in prange(N):  # im2col: image n fills its own columns
-        _im2col(x, n, stride, pad, KH, KW, OH, OW, cols)
+    # NOTE: one prange loop for both strategies: each prange loop is a function of its own
+    # to compile, which is most of the compile time.
+    for n in prange(N):
+        if direct:  # image n's outputs, no BLAS
+            _forward_direct(x, n, W, b, stride, pad, act, out)
+        else:  # im2col: image n fills its own columns
+            _im2col(x, n, stride, pad, KH, KW, OH, OW, cols)
+    if direct:
+        return
     np.dot(W.reshape(F, cols.shape[0]), cols, z)  # (F, CKK) @ (CKK, N*OH*OW)
     P = OH * OW
     for n in prange(N):  # bias + activation, moving (F, N*P) into (N, F, OH, OW)
@@ -258,26 +429,36 @@ def _conv_backward_host(at, launch, dy, x, W, y, stride, pad, act, need_dx=1, gr
     if dy.size == 0:
         return conv2d_backward_ref(dy, x, W, y, stride, pad, act, need_dx, grads_out)
     dy, x, W, y = (np.ascontiguousarray(a) for a in (dy, x, W, y))
-    cols = np.empty((ckk, N * OH * OW), x.dtype)  # the windows, then dcols
-    dz = np.empty((F, N * OH * OW), x.dtype)  # dy * act'(z), laid out as the product's rows
+    direct = ckk <= DIRECT_MAX_CKK
+    # the windows, then dcols (im2col); the per-image partial sums of dW and db (direct)
+    cols = np.empty((N, F * (ckk + 1)) if direct else (ckk, N * OH * OW), x.dtype)
+    # dy * act'(z), laid out as the product's rows (im2col only)
+    dz = np.empty((0, 0) if direct else (F, N * OH * OW), x.dtype)
     dx = np.empty_like(x) if need_dx else None
     # SPEEDTIP: the gradients are written straight into grads_out when it can take them
-    direct = grads_out is not None and all(g.flags.c_contiguous for g in grads_out)
-    dW, db = grads_out if direct else (np.empty_like(W), np.empty(F, dy.dtype))
+    direct_out = grads_out is not None and all(g.flags.c_contiguous for g in grads_out)
+    dW, db = grads_out if direct_out else (np.empty_like(W), np.empty(F, dy.dtype))
     # NOTE: the kernel's signature stays fixed: without dx it gets a 0-image placeholder.
-    launch(dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx if need_dx else x[:0], dW, db)
-    if grads_out is not None and not direct:
+    dx_arg = dx if need_dx else x[:0]
+    launch(dy, x, W, y, stride, pad, act, need_dx, int(direct), cols, dz, dx_arg, dW, db)
+    if grads_out is not None and not direct_out:
         grads_out[0][...], grads_out[1][...] = dW, db
         dW, db = grads_out
     return dx, dW, db
 
 
 @kernel("conv2d_backward", "cpu", _conv_backward_host)
-def conv2d_backward_cpu(dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx, dW, db):
+def conv2d_backward_cpu(dy, x, W, y, stride, pad, act, need_dx, direct, cols, dz, dx, dW, db):
+    """``direct``: ``cols`` is (N, F*(CKK + 1)), the per-image partial sums of dW and db
+    (``_backward_direct``); else the windows (CKK, N*OH*OW), then dcols."""
     N, F, OH, OW = dy.shape
     KH, KW = W.shape[2], W.shape[3]
-    P, ckk = OH * OW, cols.shape[0]
-    for n in prange(N):  # dz (F, N*P) = dy * act'(z), and image n's windows
+    P, ckk = OH * OW, W.shape[1] * KH * KW
+    for n in prange(N):  # NOTE: one prange loop for both strategies, as in the forward
+        if direct:  # image n's share of the gradients, no BLAS
+            _backward_direct(dy, x, W, y, n, stride, pad, act, need_dx, cols, dx)
+            continue
+        # dz (F, N*P) = dy * act'(z), and image n's windows
         g, h = dy[n].reshape(F, P), y[n].reshape(F, P)
         for f in range(F):
             for q in range(P):
@@ -287,6 +468,18 @@ def conv2d_backward_cpu(dy, x, W, y, stride, pad, act, need_dx, cols, dz, dx, dW
                 else:
                     dz[f, n * P + q] = 0.0 if v <= 0 else v  # v is NaN: relu'(NaN) = NaN
         _im2col(x, n, stride, pad, KH, KW, OH, OW, cols)
+    if direct:  # the per-image partial sums, added over the batch (N*F*(CKK + 1) adds)
+        dW2 = dW.reshape(F * ckk)
+        for k in range(F * (ckk + 1)):
+            s = 0.0  # a float64 sum
+            for n in range(N):
+                s += cols[n, k]
+            f, t = k // (ckk + 1), k % (ckk + 1)
+            if t == ckk:
+                db[f] = s
+            else:
+                dW2[f * ckk + t] = s
+        return
     for f in prange(F):  # db: one filter's row of dz an iteration
         s = 0.0  # a float64 sum
         for q in range(N * P):
