@@ -36,7 +36,7 @@ import numpy as np
 
 from nnlib.gradient_check import numerical_gradient, relative_error
 
-from .checks import CheckFailed, WrongAnswer, exercise, expect, kind_of, unpack
+from .checks import CheckFailed, WrongAnswer, config_keys, exercise, expect, kind_of, unpack
 from .numba_checks import (
     add_numba_subchecks,
     call_nopython,
@@ -1383,21 +1383,7 @@ def _number(value, kind, low, high) -> bool:
 
 def check_config(config) -> dict:
     """``config`` as a clean dict, or a failure naming what is wrong."""
-    if not isinstance(config, dict):
-        raise CheckFailed(
-            f"capstone_config() returned {kind_of(config)}, expected a dict with the keys "
-            f"{', '.join(CONFIG_KEYS)}.\n  Hint: return {EXAMPLE_CONFIG!r} with your values."
-        )
-    missing = [k for k in CONFIG_KEYS if k not in config]
-    extra = [k for k in config if k not in CONFIG_KEYS]
-    if missing or extra:
-        raise CheckFailed(
-            f"capstone_config() has keys {sorted(map(str, config))}; expected exactly "
-            f"{', '.join(CONFIG_KEYS)}"
-            + (f" (missing: {', '.join(missing)})" if missing else "")
-            + (f" (unknown: {', '.join(map(str, extra))})" if extra else "")
-            + f".\n  Hint: every key is needed, e.g. {EXAMPLE_CONFIG!r}."
-        )
+    config_keys(config, CONFIG_KEYS, EXAMPLE_CONFIG, "capstone_config")
     clean = {}
     for key, most, low, high, hint in (
         (

@@ -175,6 +175,26 @@ def unpack(result, names, fn_name: str) -> list:
     return list(result)
 
 
+def config_keys(config, keys, example, fn_name: str, note: str = "") -> None:
+    """``config`` must be a dict with exactly ``keys`` (a budget exercise's answer); the
+    failure names the missing and unknown keys and shows ``example``."""
+    if not isinstance(config, dict):
+        raise CheckFailed(
+            f"{fn_name}() returned {kind_of(config)}, expected a dict with the keys "
+            f"{', '.join(keys)}.\n  Hint: return {example!r} with your values."
+        )
+    missing = [k for k in keys if k not in config]
+    extra = [k for k in config if k not in keys]
+    if missing or extra:
+        raise CheckFailed(
+            f"{fn_name}() has keys {sorted(map(str, config))}; expected exactly "
+            f"{', '.join(keys)}"
+            + (f" (missing: {', '.join(missing)})" if missing else "")
+            + (f" (unknown: {', '.join(map(str, extra))})" if extra else "")
+            + f".\n  Hint: every key is needed, e.g. {example!r}{note}."
+        )
+
+
 def as_number(got, what: str) -> float:
     """``got`` as a float; a failure unless it is one real number (a 0-d array counts)."""
     if isinstance(got, np.ndarray) and got.shape == ():

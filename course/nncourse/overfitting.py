@@ -37,6 +37,7 @@ from .checks import (
     CheckFailed,
     WrongAnswer,
     as_number,
+    config_keys,
     exercise,
     expect,
     expect_rate,
@@ -1533,22 +1534,13 @@ def budget_data():
 
 def check_config(config) -> dict:
     """``config`` as a clean dict, or a failure naming what is wrong."""
-    if not isinstance(config, dict):
-        raise CheckFailed(
-            f"budget_config() returned {kind_of(config)}, expected a dict with the keys "
-            f"{', '.join(CONFIG_KEYS)}.\n  Hint: return {EXAMPLE_CONFIG!r} with your values."
-        )
-    missing = [k for k in CONFIG_KEYS if k not in config]
-    extra = [k for k in config if k not in CONFIG_KEYS]
-    if missing or extra:
-        raise CheckFailed(
-            f"budget_config() has keys {sorted(config)}; expected exactly "
-            f"{', '.join(CONFIG_KEYS)}"
-            + (f" (missing: {', '.join(missing)})" if missing else "")
-            + (f" (unknown: {', '.join(map(str, extra))})" if extra else "")
-            + f".\n  Hint: every key is needed, e.g. {EXAMPLE_CONFIG!r}; the network and "
-            "the budget are fixed, only these four can be chosen."
-        )
+    config_keys(
+        config,
+        CONFIG_KEYS,
+        EXAMPLE_CONFIG,
+        "budget_config",
+        "; the network and the budget are fixed, only these four can be chosen",
+    )
     clean = {}
     for key, (kind, low, high) in CONFIG_KEYS.items():
         value = config[key]

@@ -50,7 +50,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from .._backend import register
 from .._cuda import THREADS_1D, blocks_1d, cuda, cuda_jit
 from .._validate import is_device_array
-from ._launch import CPU_HELPER_OPTIONS, CPU_OPTIONS, cpu_helper, kernel
+from ._launch import CPU_HELPER_OPTIONS, CPU_OPTIONS, cpu_helper, kernel, shared
 from ._vecmath import typed
 from .dense import _relu_mask_ref
 
@@ -580,6 +580,22 @@ def _pool_backward_layout(at, launch, dy, argmax, x_shape, k, s):
     return at.home(dx, dy)
 
 
+def _window_max(x, n, c, i0, j0, k):
+    """The maximum of the k x k window of ``x[n, c]`` at row i0, column j0, and its offset
+    ``u * k + v``: the first maximum in row-major window order, a NaN if there is one."""
+    best, at = x[n, c, i0, j0], 0
+    for e in range(1, k * k):
+        if best != best:  # NaN: it is the maximum (np.argmax's rule)
+            break
+        v = x[n, c, i0 + e // k, j0 + e % k]
+        if v > best or v != v:  # strictly greater: the first maximum wins
+            best, at = v, e
+    return best, at
+
+
+_window_max_cpu, _window_max_gpu = shared(_window_max)
+
+
 @kernel("maxpool2d_forward", "cpu", _pool_forward_layout)
 def maxpool2d_forward_cpu(x, k, s, y, argmax):
     N, C, OH, OW = y.shape
@@ -587,14 +603,7 @@ def maxpool2d_forward_cpu(x, k, s, y, argmax):
         n, c = nc // C, nc % C
         for i in range(OH):
             for j in range(OW):
-                best, at = x[n, c, i * s, j * s], 0
-                for e in range(1, k * k):
-                    if best != best:  # NaN: it is the maximum (np.argmax's rule)
-                        break
-                    v = x[n, c, i * s + e // k, j * s + e % k]
-                    if v > best or v != v:  # strictly greater: the first maximum wins
-                        best, at = v, e
-                y[n, c, i, j], argmax[n, c, i, j] = best, at
+                y[n, c, i, j], argmax[n, c, i, j] = _window_max_cpu(x, n, c, i * s, j * s, k)
 
 
 @kernel("maxpool2d_backward", "cpu", _pool_backward_layout)
@@ -739,14 +748,7 @@ def maxpool2d_forward_cuda(x, k, s, y, argmax):
     C, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     if t < y.size:
         j, i, c, n = t % OW, (t // OW) % OH, (t // (OW * OH)) % C, t // (OW * OH * C)
-        best, at = x[n, c, i * s, j * s], 0
-        for e in range(1, k * k):
-            if best != best:  # NaN: it is the maximum (np.argmax's rule)
-                break
-            v = x[n, c, i * s + e // k, j * s + e % k]
-            if v > best or v != v:  # strictly greater: the first maximum wins
-                best, at = v, e
-        y[n, c, i, j], argmax[n, c, i, j] = best, at
+        y[n, c, i, j], argmax[n, c, i, j] = _window_max_gpu(x, n, c, i * s, j * s, k)
 
 
 @kernel("maxpool2d_backward", "cuda", _pool_backward_layout)
