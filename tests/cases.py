@@ -73,3 +73,14 @@ def views(x):
     if x.ndim >= 1 and x.shape[0] > 2:
         out.append(("every-other", x[::2]))
     return out
+
+
+def conv_data(case, dtype, seed=0):
+    """``x, W, b, stride, pad`` for a convolution case ``(N, C, H, W, F, KH, KW, s, p)``,
+    standard normal values (shared by the cpu and cuda convolution tests)."""
+    N, C, H, Wd, Fo, KH, KW, s, p = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, C, H, Wd)).astype(dtype)
+    W = rng.standard_normal((Fo, C, KH, KW)).astype(dtype)
+    b = rng.standard_normal(Fo).astype(dtype)
+    return x, W, b, s, p

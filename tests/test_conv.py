@@ -12,6 +12,7 @@ import itertools
 
 import numpy as np
 import pytest
+from cases import conv_data
 from scipy.signal import convolve, correlate
 
 import nnlib as nl
@@ -37,15 +38,6 @@ CASES = [
 ]
 IDS = ["valid", "same3", "same5", "s2p1", "s2rect", "1x1", "whole"]
 PARAMS = pytest.mark.parametrize("case", CASES, ids=IDS)
-
-
-def _data(case, dtype, seed=0):
-    N, C, H, Wd, Fo, KH, KW, s, p = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, Wd)).astype(dtype)
-    W = rng.standard_normal((Fo, C, KH, KW)).astype(dtype)
-    b = rng.standard_normal(Fo).astype(dtype)
-    return x, W, b, s, p
 
 
 def _scipy_conv(x, W, b, s, p):
@@ -91,7 +83,7 @@ def _abs64(*arrays):
 @DTYPES
 @PARAMS
 def test_reference_forward_matches_scipy_correlate(case, dtype):
-    x, W, b, s, p = _data(case, dtype)
+    x, W, b, s, p = conv_data(case, dtype)
     exact = _scipy_conv(x, W, b, s, p)
     size = _scipy_conv(*_abs64(x, W, b), s, p)
     terms = W[0].size
@@ -104,7 +96,7 @@ def test_reference_forward_matches_scipy_correlate(case, dtype):
 
 def test_the_scipy_oracle_can_fail():
     """A flipped kernel (true convolution) is told apart from the cross-correlation."""
-    x, W, b, s, p = _data(CASES[1], np.float64)
+    x, W, b, s, p = conv_data(CASES[1], np.float64)
     y = dispatch("conv2d_forward", "numpy")(x, W, b, s, p, 0)
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
     flipped = sum(convolve(xp[0, c], W[0, c], mode="valid") for c in range(x.shape[1])) + b[0]
@@ -114,7 +106,7 @@ def test_the_scipy_oracle_can_fail():
 
 def _loss_grads(case, act, seed=1):
     """float64 data and the central differences of L = sum(conv(x, W, b) * dy)."""
-    x, W, b, s, p = _data(case, np.float64, seed)
+    x, W, b, s, p = conv_data(case, np.float64, seed)
     ref = dispatch("conv2d_forward", "numpy")
     dy = np.random.default_rng(seed + 1).standard_normal(ref(x, W, b, s, p, 0).shape)
 
@@ -204,7 +196,7 @@ def strategy(request, monkeypatch):
 @PARAMS
 def test_cpu_conv_matches_the_reference(case, dtype, strategy):
     forward, backward = _cpu_ops(strategy == "v1")
-    x, W, b, s, p = _data(case, dtype, seed=2)
+    x, W, b, s, p = conv_data(case, dtype, seed=2)
     rng = np.random.default_rng(3)
     for act in (0, 1):
         exact = dispatch("conv2d_forward", "numpy")(
@@ -236,7 +228,7 @@ def test_conv_backward_writes_grads_out_in_place_and_leaves_inputs_alone(
 ):
     if limit is not None:
         monkeypatch.setattr(conv, "DIRECT_MAX_CKK", limit)
-    x, W, b, s, p = _data(CASES[3], np.float32, seed=4)
+    x, W, b, s, p = conv_data(CASES[3], np.float32, seed=4)
     y = dispatch("conv2d_forward", backend)(x, W, b, s, p, 1)
     dy = np.random.default_rng(5).standard_normal(y.shape).astype(np.float32)
     copies = [a.copy() for a in (dy, x, W, y)]
@@ -253,7 +245,7 @@ def test_conv_backward_writes_grads_out_in_place_and_leaves_inputs_alone(
 @pytest.mark.parametrize("limit", LIMITS.values(), ids=LIMITS.keys())
 def test_cpu_conv_takes_any_layout_and_keeps_nan(limit, monkeypatch):
     monkeypatch.setattr(conv, "DIRECT_MAX_CKK", limit)
-    x, W, b, s, p = _data(CASES[1], np.float64, seed=6)
+    x, W, b, s, p = conv_data(CASES[1], np.float64, seed=6)
     xf = np.asfortranarray(x)
     x_nan = x.copy()
     x_nan[0, 0, 2, 2] = np.nan
@@ -287,7 +279,7 @@ def test_cpu_conv_chooses_its_strategy_by_the_length_of_the_sums(act, monkeypatc
     for C_in, direct in ((C, 1), (C + 1, 0)):
         for s, p in ((1, 1), (2, 0)):
             seen.clear()
-            x, W, b, s, p = _data((2, C_in, 7, 6, 3, 3, 3, s, p), np.float32, seed=C_in)
+            x, W, b, s, p = conv_data((2, C_in, 7, 6, 3, 3, 3, s, p), np.float32, seed=C_in)
             y = dispatch("conv2d_forward", "cpu")(x, W, b, s, p, act)
             want = dispatch("conv2d_forward", "numpy")(x, W, b, s, p, act)
             np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
@@ -365,7 +357,7 @@ def test_max_pool_gradient_matches_central_differences():
 
 
 def test_functional_conv2d_agrees_with_the_op_and_takes_named_padding():
-    x, W, b, _, _ = _data(CASES[1], np.float64)
+    x, W, b, _, _ = conv_data(CASES[1], np.float64)
     want = dispatch("conv2d_forward", "numpy")(x, W, b, 1, 1, 0)
     for backend in ("numpy", "cpu"):
         np.testing.assert_allclose(F.conv2d(x, W, b, padding="same", backend=backend), want)

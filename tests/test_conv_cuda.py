@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 import pytest
+from cases import conv_data
 from numba import types
 
 import nnlib as nl
@@ -31,15 +32,6 @@ CASES = [(2, 2, 5, 4, 3, 3, 3, 1, 1), (1, 2, 6, 5, 2, 3, 3, 2, 0), (1, 1, 4, 5, 
 IDS = ["same", "s2", "2x3p1"]
 
 
-def _data(case, dtype, seed=0):
-    N, C, H, Wd, Fo, KH, KW, s, p = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((N, C, H, Wd)).astype(dtype)
-    W = rng.standard_normal((Fo, C, KH, KW)).astype(dtype)
-    b = rng.standard_normal(Fo).astype(dtype)
-    return x, W, b, s, p
-
-
 def _close(got, want, name):
     """float32 sums in another order: the tolerance of a sum of a few dozen terms."""
     got = got.copy_to_host() if hasattr(got, "copy_to_host") else got
@@ -54,7 +46,7 @@ def _close(got, want, name):
 @DTYPES
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_cuda_conv_matches_the_reference(case, dtype):
-    x, W, b, s, p = _data(case, dtype)
+    x, W, b, s, p = conv_data(case, dtype)
     rng = np.random.default_rng(1)
     for act in (0, 1):
         want = dispatch("conv2d_forward", "numpy")(x, W, b, s, p, act)
@@ -78,7 +70,7 @@ def test_cuda_conv_on_gpu_arrays_stays_on_the_gpu_and_fills_grads_out():
 
     from nnlib._validate import is_device_array
 
-    x, W, b, s, p = _data(CASES[0], np.float64, seed=2)
+    x, W, b, s, p = conv_data(CASES[0], np.float64, seed=2)
     d = [cuda.to_device(a) for a in (x, W, b)]
     y = dispatch("conv2d_forward", "cuda")(*d, s, p, 1)
     assert is_device_array(y)
