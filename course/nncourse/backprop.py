@@ -31,7 +31,7 @@ from nnlib._backend import dispatch, use_backend
 from nnlib.gradient_check import check_vjp, numerical_gradient, relative_error
 from nnlib.testing import tolerance
 
-from .checks import CheckFailed, WrongAnswer, exercise, expect, unpack
+from .checks import CheckFailed, WrongAnswer, exercise, expect, quiet, unpack
 from .numba_checks import (
     call_nopython,
     dispatcher,
@@ -1149,7 +1149,13 @@ numba_ex = exercise(
     ["bias_grad_numba"],
     forbidden=("bias_grad_numba", "bias_grad", "dense", "dispatch", "_backend"),
 )
-LOOP_HINT = "`for j in prange(dY.shape[1]):`, one column per iteration"
+# no loop form is dictated: any split of the work in which no two prange iterations
+# write the same element passes (chunks of rows with their own partial sums, blocks of
+# columns, one column per iteration)
+LOOP_HINT = (
+    "a prange loop whose iterations write different elements, e.g. one chunk of rows "
+    "per iteration, each adding into its own row of partial sums, combined afterwards"
+)
 
 
 def _numba_fn(fn):
@@ -1170,7 +1176,7 @@ BIAS_WRONG = [
     WrongAnswer(
         lambda dY: dY.sum(axis=1),
         "your result sums each row (shape (N,)): db sums each column over the batch, "
-        "shape (H,): for j in prange(H), add dY[i, j] over i.",
+        "shape (H,): db[j] adds dY[i, j] over every row i.",
     ),
     WrongAnswer(
         lambda dY: dY.mean(axis=0),
@@ -1179,16 +1185,16 @@ BIAS_WRONG = [
     WrongAnswer(
         lambda dY: np.cumsum(dY.sum(axis=0)),
         "each entry also holds the sums of the columns before it: start each column's sum "
-        "at 0 inside the column loop (s = 0.0 as the loop body's first line).",
+        "at 0 (an accumulator reset before each column, or one accumulator per column).",
     ),
     WrongAnswer(
         lambda dY: dY.sum(axis=0) - dY[0],
-        "your sum misses the first row: loop over range(dY.shape[0]), from 0.",
+        "your sum misses the first row: every row, from 0 to N - 1, adds into db.",
     ),
     WrongAnswer(
         lambda dY: dY.sum(axis=0) - dY[-1],
-        "your sum misses the last row: range(dY.shape[0]) runs over every row, "
-        "range(dY.shape[0] - 1) stops one short.",
+        "your sum misses the last row: range(n) runs over every row, range(n - 1) stops "
+        "one short (check the end of your last chunk too).",
     ),
 ]
 
@@ -1354,7 +1360,302 @@ def _(bias_grad_numba):
             message += (
                 f"\n  Hint: right on the first 200 rows, wrong on all {shape[0]}: {where} "
                 "(a race; updates are lost and the result changes from run to run). Give "
-                f"each prange iteration its own output elements ({LOOP_HINT}), or each "
-                "thread its own partial sums."
+                f"each prange iteration elements of its own to write: {LOOP_HINT}."
             )
         raise CheckFailed(message)
+
+
+# ------------------------------------------- derived, not given: softmax's backward pass
+
+softmax_ex = exercise(
+    "softmax_backward",
+    ["softmax_backward"],
+    # F.softmax (the forward pass) is allowed; nnlib's backward of it is the answer
+    forbidden=("softmax_backward", "softmax_backward_ref", *_CE_NNLIB, "losses", *_BACKDOORS),
+)
+softmax_ex.error_hints.append(
+    (
+        ValueError,
+        "broadcast",
+        "two shapes do not broadcast: a sum over each row has shape (N,); keep it as a "
+        "column, (N, 1), with keepdims=True, so that it lines up with the rows of (N, C).",
+    )
+)
+
+
+def _softmax_data(n=6, c=4, dtype=np.float64, seed=100, scale=2.0):
+    rng = _rng(seed)
+    P = _softmax(scale * rng.standard_normal((n, c))).astype(dtype)
+    dP = rng.standard_normal((n, c)).astype(dtype)
+    return dP, P
+
+
+def softmax_backward_ref(dP, P):
+    """dL/dZ from dL/dP through P = softmax(Z) (rows), by the explicit Jacobian of each
+    row in float64: J[n, k, c] = P[n, k] ([k = c] - P[n, c]), dZ[n, c] = sum_k dP[n, k]
+    J[n, k, c]. Returned in P's dtype."""
+    p, dp = P.astype(np.float64), dP.astype(np.float64)
+    c = p.shape[1]
+    J = p[:, :, None] * np.eye(c)[None] - p[:, :, None] * p[:, None, :]  # (N, C, C)
+    return np.einsum("nkc,nk->nc", J, dp).astype(P.dtype)
+
+
+SOFTMAX_WRONG = [
+    WrongAnswer(
+        lambda dP, P: dP * P * (1 - P),
+        "your dZ is dP * P * (1 - P): that is the diagonal of softmax's Jacobian only, as if "
+        "each P_k depended on Z_k alone (like a sigmoid). Every P_k depends on every logit "
+        "of its row (through the sum in the denominator): dP_k/dZ_c = -P_k P_c for k != c "
+        "adds a term that sums over the row.",
+    ),
+    WrongAnswer(
+        lambda dP, P: P * (dP + (dP * P).sum(axis=1, keepdims=True)),
+        "the row-sum term has the wrong sign: the denominator's derivative enters with a "
+        "minus (quotient rule), dP_k/dZ_c = P_k ([k = c] - P_c).",
+    ),
+    WrongAnswer(
+        lambda dP, P: P * (dP - (dP * P).sum(axis=0, keepdims=True)),
+        "your sum runs over the batch (axis=0): softmax mixes the C logits of one row, so "
+        "the sum is over each row's classes, axis=1.",
+    ),
+    WrongAnswer(
+        lambda dP, P: P * (dP - (dP * P).sum()),
+        "your sum runs over the whole batch: each row is its own softmax, so sum over each "
+        "row only (axis=1, keepdims=True).",
+    ),
+    WrongAnswer(
+        lambda dP, P: P * (dP - dP.sum(axis=1, keepdims=True)),
+        "your row sum adds up dP alone: the chain rule weighs each dP_k by dP_k/dZ_c, which "
+        "carries a factor P_k: sum dP_k P_k over the row.",
+    ),
+    WrongAnswer(
+        lambda dP, P: dP - (dP * P).sum(axis=1, keepdims=True),
+        "your dZ misses the factor P_c: the derivative of e^(Z_c) is e^(Z_c) itself, so "
+        "every entry of column c of the Jacobian carries P_c.",
+    ),
+    WrongAnswer(
+        lambda dP, P: P * (dP - (dP * P).sum(axis=1)),
+        "your row sums have shape (N,) and were broadcast along the wrong axis (a square "
+        "batch, N = C, lets that through): keep them as a column, keepdims=True.",
+    ),
+]
+
+
+def _expect_softmax(softmax_backward, dP, P, what):
+    got = _array_result(softmax_backward(dP, P), "softmax_backward(dP, P)")
+    expect(
+        got,
+        softmax_backward_ref(dP, P),
+        f"softmax_backward(dP, P) {what}",
+        known=SOFTMAX_WRONG,
+        args=(dP, P),
+    )
+
+
+@softmax_ex.subcheck("softmax_backward(dP, P) equals dP through softmax's Jacobian, N, C = 6, 4")
+def _(softmax_backward):
+    dP, P = _softmax_data()
+    _expect_softmax(softmax_backward, dP, P, "for N, C = 6, 4")
+
+
+@softmax_ex.subcheck("softmax_backward passes a float64 gradient check of the forward pass")
+def _(softmax_backward):
+    Z = _rng(101).standard_normal((5, 3))
+    result = check_vjp(_softmax, lambda dP, z: softmax_backward(dP, _softmax(z)), Z, tol=GRAD_TOL)
+    if not result.passed:
+        raise CheckFailed(
+            "softmax_backward disagrees with central differences of P = softmax(Z): "
+            f"{result}. Hint: write dP_k/dZ_c for k = c and for k != c (quotient rule), then "
+            "dZ_c = sum_k dP_k dP_k/dZ_c."
+        )
+
+
+@softmax_ex.subcheck("softmax_backward works for N = 1, C = 1 (dZ = 0), C = 2 and a square batch")
+def _(softmax_backward):
+    for n, c, seed in ((1, 5, 102), (4, 1, 103), (9, 2, 104), (4, 4, 105)):
+        dP, P = _softmax_data(n, c, seed=seed)
+        _expect_softmax(softmax_backward, dP, P, f"for N, C = {n}, {c}")
+
+
+@softmax_ex.subcheck("softmax_backward is accurate for probabilities from 1e-300 to 1")
+def _(softmax_backward):
+    Z = np.array([[700.0, 0.0, -690.0, 690.0], [0.0, 0.0, -745.0, 1.0], [30.0, -30.0, 0.0, 29.0]])
+    P = _softmax(Z)
+    dP = _rng(106).standard_normal(P.shape) * np.array([1.0, 1e3, 1e-3, 10.0])
+    got = _array_result(softmax_backward(dP, P), "softmax_backward(dP, P)")
+    if isinstance(got, np.ndarray) and got.shape == P.shape and not np.all(np.isfinite(got)):
+        raise CheckFailed(
+            "softmax_backward gave inf or nan for probabilities near 0 or 1. Hint: the "
+            "backward pass needs no division and no log: P and dP multiply and add."
+        )
+    _expect_softmax(softmax_backward, dP, P, "for probabilities from 1e-300 to 1")
+
+
+@softmax_ex.subcheck("softmax_backward keeps float32 float32")
+def _(softmax_backward):
+    dP, P = _softmax_data(7, 3, np.float32, seed=107)
+    _expect_softmax(softmax_backward, dP, P, "for float32")
+
+
+# --------------------------------------------- derived, not given: L2 normalization
+
+l2_ex = exercise(
+    "l2_normalize_backward",
+    ["l2_normalize_backward"],
+    forbidden=("l2_normalize_backward", "l2_normalize", *_BACKDOORS),
+)
+l2_ex.error_hints.append(softmax_ex.error_hints[0])
+
+
+def l2_normalize_ref(X):
+    """Each row of X (N, D) divided by its Euclidean norm, in float64."""
+    x = np.asarray(X, np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def l2_normalize_backward_ref(dY, X):
+    """dL/dX of Y = X / ||X|| (rows) in float64 math: (dY - Y (Y . dY)) / ||X||, in X's
+    dtype. (The derivative of y_k = x_k / r with r = ||x||: dy_k/dx_d = ([k = d] - y_k y_d) / r,
+    a symmetric matrix.)"""
+    x, dy = np.asarray(X, np.float64), np.asarray(dY, np.float64)
+    r = np.linalg.norm(x, axis=1, keepdims=True)
+    y = x / r
+    return ((dy - y * (y * dy).sum(axis=1, keepdims=True)) / r).astype(X.dtype)
+
+
+def _l2_parts(dY, X):
+    r = np.sqrt((X * X).sum(axis=1, keepdims=True))
+    return r, X / r, dY
+
+
+L2_WRONG = [
+    WrongAnswer(
+        lambda dY, X: dY / np.sqrt((X * X).sum(axis=1, keepdims=True)),
+        "your dX is dY / ||x||, as if the norm were a constant: ||x|| depends on x too. "
+        "Differentiate y = x / r with r = ||x|| by the quotient rule; dr/dx = x / r adds a "
+        "term with a sum over the row.",
+    ),
+    WrongAnswer(
+        lambda dY, X: (lambda r, Y, d: (d + Y * (Y * d).sum(axis=1, keepdims=True)) / r)(
+            *_l2_parts(dY, X)
+        ),
+        "the term from the norm has the wrong sign: d(1/r)/dx = -x / r^3, so it is subtracted.",
+    ),
+    WrongAnswer(
+        lambda dY, X: (lambda r, Y, d: d - Y * (Y * d).sum(axis=1, keepdims=True))(
+            *_l2_parts(dY, X)
+        ),
+        "your dX misses the factor 1 / ||x||: dy_k/dx_d = ([k = d] - y_k y_d) / ||x||.",
+    ),
+    WrongAnswer(
+        lambda dY, X: (lambda r, Y, d: (d - X * (X * d).sum(axis=1, keepdims=True)) / r)(
+            *_l2_parts(dY, X)
+        ),
+        "your norm term uses x where y = x / ||x|| belongs (it is ||x||^2 times too large): "
+        "d(1/r)/dx = -x / r^3, and x x^T / r^3 = y y^T / r.",
+    ),
+    WrongAnswer(
+        lambda dY, X: (lambda r, Y, d: d / r - Y * (Y * d).sum(axis=1, keepdims=True))(
+            *_l2_parts(dY, X)
+        ),
+        "your norm term lacks a factor 1 / ||x||: d(1/r)/dx = -x / r^3 (the chain rule: "
+        "-1/r^2 times dr/dx = x / r), not -x / r^2.",
+    ),
+    WrongAnswer(
+        lambda dY, X: (lambda r, Y, d: (d - Y * (Y * d).sum(axis=0, keepdims=True)) / r)(
+            *_l2_parts(dY, X)
+        ),
+        "your sum runs over the batch (axis=0): each row is normalised by its own norm, so "
+        "sum over each row's D entries, axis=1.",
+    ),
+    WrongAnswer(
+        lambda dY, X: (lambda R, Y: (dY - Y * (Y * dY).sum()) / R)(
+            np.sqrt((X * X).sum()), X / np.sqrt((X * X).sum())
+        ),
+        "your norm is the norm of the whole batch: each row is divided by its own norm, "
+        "||X[n]|| = sqrt((X[n] ** 2).sum()), a column of N norms (axis=1, keepdims=True).",
+    ),
+    WrongAnswer(
+        lambda dY, X: (lambda r, Y, d: (d - Y * (Y * d).sum()) / r)(*_l2_parts(dY, X)),
+        "your sum runs over the whole batch: each row is normalised by its own norm, so sum "
+        "over each row only (axis=1, keepdims=True).",
+    ),
+]
+
+
+def _l2_data(n=5, d=4, dtype=np.float64, seed=110, scale=1.0):
+    rng = _rng(seed)
+    X = (scale * rng.standard_normal((n, d))).astype(dtype)
+    dY = rng.standard_normal((n, d)).astype(dtype)
+    return dY, X
+
+
+def _expect_l2(l2_normalize_backward, dY, X, what):
+    expect(
+        _array_result(l2_normalize_backward(dY, X), "l2_normalize_backward(dY, X)"),
+        l2_normalize_backward_ref(dY, X),
+        f"l2_normalize_backward(dY, X) {what}",
+        known=L2_WRONG,
+        args=(dY, X),
+    )
+
+
+@l2_ex.subcheck("l2_normalize_backward(dY, X) equals the derivative of X / ||X||, N, D = 5, 4")
+def _(l2_normalize_backward):
+    dY, X = _l2_data()
+    _expect_l2(l2_normalize_backward, dY, X, "for N, D = 5, 4")
+
+
+@l2_ex.subcheck("l2_normalize_backward passes a float64 gradient check of the forward pass")
+def _(l2_normalize_backward):
+    X = _rng(111).standard_normal((4, 3))
+    result = check_vjp(l2_normalize_ref, l2_normalize_backward, X, tol=GRAD_TOL)
+    if not result.passed:
+        raise CheckFailed(
+            "l2_normalize_backward disagrees with central differences of Y = X / ||X||: "
+            f"{result}. Hint: write y_k = x_k / r with r = sqrt(sum_d x_d^2); dy_k/dx_d has "
+            "a term from x_k and one from r."
+        )
+
+
+@l2_ex.subcheck("l2_normalize_backward works for N = 1, D = 1 (dX = 0), D = 2 and N = D")
+def _(l2_normalize_backward):
+    for n, d, seed in ((1, 6, 112), (5, 1, 113), (8, 2, 114), (3, 3, 115)):
+        dY, X = _l2_data(n, d, seed=seed)
+        _expect_l2(l2_normalize_backward, dY, X, f"for N, D = {n}, {d}")
+
+
+@l2_ex.subcheck("l2_normalize_backward is accurate for row norms from 1e-100 to 1e100")
+def _(l2_normalize_backward):
+    # dX scales like 1 / ||x||: compared row by row after multiplying by the row's norm,
+    # so a row of norm 1e100 (dX ~ 1e-100) is judged as strictly as one of norm 1
+    scales = np.array([1e-100, 1e-30, 1e-3, 1.0, 1e3, 1e30, 1e100])[:, None]
+    dY, X = _l2_data(7, 5, seed=116)
+    X = X * scales
+    got = _array_result(l2_normalize_backward(dY, X), "l2_normalize_backward(dY, X)")
+    want = l2_normalize_backward_ref(dY, X)
+    if not (isinstance(got, np.ndarray) and got.shape == want.shape):
+        expect(got, want, "l2_normalize_backward(dY, X) for row norms from 1e-100 to 1e100")
+    r = np.linalg.norm(X, axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        scaled = got.astype(np.float64) * r
+    if not np.all(np.isfinite(scaled)):
+        row = int(np.argwhere(~np.isfinite(scaled))[0][0])
+        raise CheckFailed(
+            f"l2_normalize_backward gave inf or nan for a row of norm {r[row, 0]:.0e}. Hint: "
+            "an intermediate value left float64's range, about 1e-308 to 1e308 (e.g. "
+            "||x||**4 at a norm of 1e100): work with y = x / ||x||, whose entries are at "
+            "most 1, and divide by ||x|| once."
+        )
+    expect(
+        scaled.astype(X.dtype),
+        want.astype(np.float64) * r,
+        "||x|| * l2_normalize_backward(dY, X), row by row, for row norms from 1e-100 to 1e100",
+        known=[WrongAnswer(lambda w=w: quiet(w.fn, dY, X) * r, w.hint) for w in L2_WRONG],
+    )
+
+
+@l2_ex.subcheck("l2_normalize_backward keeps float32 float32")
+def _(l2_normalize_backward):
+    dY, X = _l2_data(6, 3, np.float32, seed=117)
+    _expect_l2(l2_normalize_backward, dY, X, "for float32")

@@ -24,6 +24,23 @@ CE = A["ce_backward"]
 MLP = A["mlp_backward"]
 STEP = A["train_step"]
 BIAS = A["bias_grad_numba"]
+SOFTMAX = A["softmax_backward"]
+L2 = A["l2_normalize_backward"]
+
+# one column per iteration: correct (an alternative below) but slow, reading dY with a
+# stride of a whole row; the mutants of that loop form are edits of it
+COLUMNS = M("""
+@njit(parallel=True)
+def bias_grad_numba(dY):
+    n, h = dY.shape
+    db = np.empty(h, dY.dtype)
+    for j in prange(h):  # one column per iteration: no two threads share an output
+        s = 0.0
+        for i in range(n):
+            s += dY[i, j]
+        db[j] = s
+    return db
+""")
 
 # the lines of the solutions that the mutants edit
 _DX, _DW, _DB = "dX = dY @ W.T", "dW = X.T @ dY", "db = dY.sum(axis=0)"
@@ -37,6 +54,10 @@ _MLP_ONEHOT = "dZ2[np.arange(N), y] -= 1"
 _MLP_EXP = "e = np.exp(Z2 - Z2.max(axis=1, keepdims=True))"
 _UPDATE = "params[name] -= lr * grads[name]"
 _LOOP = "for name in params:\n        params[name] -= lr * grads[name]"
+_DECORATOR = "@njit(parallel=True)  # the contract: Numba, parallel; how you write it is yours\n"
+_SM = "P * (dP - (dP * P).sum(axis=1, keepdims=True))"
+_L2R = "r = np.sqrt((X * X).sum(axis=1, keepdims=True))"
+_L2 = "(dY - Y * (Y * dY).sum(axis=1, keepdims=True)) / r"
 
 MUTANTS = [
     # ------------------------------------------------------------ dense_backward
@@ -351,7 +372,7 @@ MUTANTS = [
     (
         "bias_grad_numba",
         "range instead of prange",
-        mutate(BIAS, "for j in prange(h):", "for j in range(h):"),
+        mutate(BIAS, "for c in prange(chunks):", "for c in range(chunks):"),
         "Numba found no prange loop",
     ),
     (
@@ -360,12 +381,7 @@ MUTANTS = [
         mutate(BIAS, "@njit(parallel=True)", "@njit"),
         "compiled without parallel=True",
     ),
-    (
-        "bias_grad_numba",
-        "no decorator",
-        mutate(BIAS, "@njit(parallel=True)\n", ""),
-        "not a Numba function",
-    ),
+    ("bias_grad_numba", "no decorator", mutate(BIAS, _DECORATOR, ""), "not a Numba function"),
     (  # a race, judged by behaviour on large inputs
         "bias_grad_numba",
         "prange over the rows (a race)",
@@ -381,11 +397,21 @@ MUTANTS = [
         """),
         "(a race",
     ),
+    (  # the chunks' loop form with one row of partial sums for all: a race again
+        "bias_grad_numba",
+        "one row of partial sums shared by the chunks",
+        mutate(
+            BIAS,
+            "partial[c, j] += dY[i, j]",
+            "partial[0, j] += dY[i, j]",
+        ),
+        "(a race",
+    ),
     (
         "bias_grad_numba",
         "sum never reset",
         mutate(
-            BIAS,
+            COLUMNS,
             "    for j in prange(h):",
             "    s = 0.0\n    for j in range(h):",
             "        s = 0.0\n",
@@ -399,7 +425,7 @@ MUTANTS = [
         "bias_grad_numba",
         "prange(1) wrapper",
         mutate(
-            BIAS,
+            COLUMNS,
             "    for j in prange(h):  # one column per iteration: no two threads share an output",
             "    for _ in prange(1):\n      for j in range(h):",
         ),
@@ -408,8 +434,113 @@ MUTANTS = [
     (  # off by one: the last element is never written
         "bias_grad_numba",
         "prange(h - 1)",
-        mutate(BIAS, "for j in prange(h):", "for j in prange(h - 1):"),
+        mutate(COLUMNS, "for j in prange(h):", "for j in prange(h - 1):"),
         "some output elements are never written",
+    ),
+    # ---------------------------------------------------------- softmax_backward
+    (
+        "softmax_backward",
+        "the Jacobian's diagonal only",
+        mutate(SOFTMAX, _SM, "dP * P * (1 - P)"),
+        "the diagonal of softmax's Jacobian only",
+    ),
+    (
+        "softmax_backward",
+        "quotient rule's sign",
+        mutate(SOFTMAX, _SM, "P * (dP + (dP * P).sum(axis=1, keepdims=True))"),
+        "the row-sum term has the wrong sign",
+    ),
+    (
+        "softmax_backward",
+        "sum over the batch",
+        mutate(SOFTMAX, _SM, "P * (dP - (dP * P).sum(axis=0, keepdims=True))"),
+        "your sum runs over the batch (axis=0)",
+    ),
+    (
+        "softmax_backward",
+        "row sum of dP unweighted",
+        mutate(SOFTMAX, _SM, "P * (dP - dP.sum(axis=1, keepdims=True))"),
+        "adds up dP alone",
+    ),
+    (
+        "softmax_backward",
+        "the factor P_c forgotten",
+        mutate(SOFTMAX, _SM, "dP - (dP * P).sum(axis=1, keepdims=True)"),
+        "misses the factor P_c",
+    ),
+    (
+        "softmax_backward",
+        "row sums without keepdims",
+        mutate(SOFTMAX, _SM, "P * (dP - (dP * P).sum(axis=1))"),
+        "keepdims=True",
+    ),
+    (  # input modification
+        "softmax_backward",
+        "dP updated in place",
+        mutate(
+            SOFTMAX,
+            f"return {_SM}",
+            "dP -= (dP * P).sum(axis=1, keepdims=True)\n    return P * dP",
+        ),
+        "changed its argument dP in place",
+    ),
+    (  # the explicit Jacobian, with a float64 identity: float32 becomes float64
+        "softmax_backward",
+        "a float64 Jacobian",
+        mutate(
+            SOFTMAX,
+            f"return {_SM}",
+            "J = P[:, :, None] * np.eye(P.shape[1]) - P[:, :, None] * P[:, None, :]\n"
+            '    return np.einsum("nkc,nk->nc", J, dP)',
+        ),
+        "dtype float64, expected float32",
+    ),
+    # ----------------------------------------------------- l2_normalize_backward
+    (
+        "l2_normalize_backward",
+        "the norm taken as a constant",
+        mutate(L2, _L2, "dY / r"),
+        "as if the norm were a constant",
+    ),
+    (
+        "l2_normalize_backward",
+        "quotient rule's sign",
+        mutate(L2, _L2, "(dY + Y * (Y * dY).sum(axis=1, keepdims=True)) / r"),
+        "the term from the norm has the wrong sign",
+    ),
+    (
+        "l2_normalize_backward",
+        "1 / ||x|| forgotten",
+        mutate(L2, _L2, "dY - Y * (Y * dY).sum(axis=1, keepdims=True)"),
+        "misses the factor 1 / ||x||",
+    ),
+    (
+        "l2_normalize_backward",
+        "x where y belongs",
+        mutate(L2, _L2, "(dY - X * (X * dY).sum(axis=1, keepdims=True)) / r"),
+        "uses x where y = x / ||x|| belongs",
+    ),
+    (
+        "l2_normalize_backward",
+        "d(1/r) = -x / r**2",
+        mutate(L2, _L2, "dY / r - Y * (Y * dY).sum(axis=1, keepdims=True)"),
+        "not -x / r^2",
+    ),
+    (
+        "l2_normalize_backward",
+        "the norm of the whole batch",
+        mutate(L2, _L2R, "r = np.sqrt((X * X).sum())"),
+        "the norm of the whole batch",
+    ),
+    (  # input modification
+        "l2_normalize_backward",
+        "dY updated in place",
+        mutate(
+            L2,
+            f"return {_L2}",
+            "dY -= Y * (Y * dY).sum(axis=1, keepdims=True)\n    return dY / r",
+        ),
+        "changed its argument dY in place",
     ),
 ]
 
@@ -573,6 +704,71 @@ ALTERNATIVES = [
 ]
 
 
+ALTERNATIVES += [
+    ("bias_grad_numba", "one column per iteration (race-free, slow)", COLUMNS),
+    (  # nnlib's layout, another decorator, a preallocated output of dY's dtype
+        "bias_grad_numba",
+        "blocks of 16 adjacent columns, numba.jit(nopython=True, parallel=True)",
+        M("""
+        import numba
+
+
+        @numba.jit(nopython=True, parallel=True)
+        def bias_grad_numba(dY):
+            n, h = dY.shape
+            db = np.zeros_like(dY[0])
+            for jb in prange((h + 15) // 16):
+                j0, j1 = 16 * jb, min(16 * jb + 16, h)
+                s = np.zeros(16)
+                for i in range(n):
+                    for j in range(j0, j1):
+                        s[j - j0] += dY[i, j]
+                db[j0:j1] = s[: j1 - j0]
+            return db
+        """),
+    ),
+    (
+        "softmax_backward",
+        "the explicit Jacobian in P's dtype",
+        M("""
+        def softmax_backward(dP, P):
+            C = P.shape[1]
+            J = P[:, :, None] * np.eye(C, dtype=P.dtype) - P[:, :, None] * P[:, None, :]
+            return np.einsum("nkc,nk->nc", J, dP)
+        """),
+    ),
+    (
+        "softmax_backward",
+        "P * dP minus P times the row sums, as a column",
+        M("""
+        def softmax_backward(dP, P):
+            return P * dP - P * np.sum(P * dP, axis=-1)[:, None]
+        """),
+    ),
+    (
+        "l2_normalize_backward",
+        "np.linalg.norm and -x (x . dY) / r**3",
+        M("""
+        def l2_normalize_backward(dY, X):
+            r = np.linalg.norm(X, axis=1, keepdims=True)
+            return dY / r - X * np.sum(X * dY, axis=1, keepdims=True) / r**3
+        """),
+    ),
+    (
+        "l2_normalize_backward",
+        "one row at a time",
+        M("""
+        def l2_normalize_backward(dY, X):
+            dX = np.empty_like(X)
+            for n in range(len(X)):
+                r = np.sqrt(X[n] @ X[n])
+                y = X[n] / r
+                dX[n] = (dY[n] - y * (y @ dY[n])) / r
+            return dX
+        """),
+    ),
+]
+
 test_a_correct_alternative_passes_every_check = alternatives_test(SET, ALTERNATIVES)
 
 
@@ -618,6 +814,11 @@ NNLIB_CALLS = [
         "mlp_backward",
         mutate(MLP, "dZ1 = dA1 * (Z1 > 0)", "dZ1 = F.relu_backward(dA1, Z1)"),
         "calls nnlib.functional.relu_backward",
+    ),
+    (
+        "softmax_backward",
+        mutate(SOFTMAX, f"return {_SM}", "return F.softmax_backward(dP, np.log(P))"),
+        "calls nnlib.functional.softmax_backward",
     ),
 ]
 
