@@ -18,6 +18,8 @@ of many blocks.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nnlib import functional as F
@@ -28,6 +30,7 @@ from .checks import (
     SHAPES,
     CheckFailed,
     WrongAnswer,
+    as_number,
     ends_of_range,
     exercise,
     expect,
@@ -782,6 +785,262 @@ def _(tanh_backward):
             f"tanh_backward at large |x| ({np.dtype(dtype)})",
             inputs={"x": x},
         )
+
+
+# ------------------------------------------------------------- ELU's derivative, derived
+
+elu_ex = exercise("elu_backward", ["elu_backward"])
+elu_ex.error_hints.extend(SHAPE_ERRORS)
+
+ELU_OVERFLOW_HINT = (
+    "exp(x) overflowed for a large positive x: np.where evaluates both branches on every "
+    "element, so the negative side's formula must be safe for positive x too. Take the "
+    "exponential of np.minimum(x, 0) (equal to x where it is used)."
+)
+
+
+def _elu_backward_wrong(alpha):
+    a = alpha
+    return [
+        WrongAnswer(
+            lambda dy, x: np.where(x > 0, dy, dy * a * np.expm1(np.minimum(x, 0))),
+            "on the negative side you multiplied dy by alpha * (e^x - 1), the function "
+            "itself: its derivative is alpha * e^x (the -1 is a constant, its derivative 0).",
+        ),
+        WrongAnswer(
+            lambda dy, x: np.where(x > 0, dy, dy * np.exp(np.minimum(x, 0))),
+            "alpha is missing on the negative side: d/dx alpha * (e^x - 1) = alpha * e^x.",
+        ),
+        WrongAnswer(
+            lambda dy, x: np.where(x >= 0, dy, dy * a * np.exp(np.minimum(x, 0))),
+            "your result differs only where x == 0: there use the negative side's slope, "
+            "alpha * e^0 = alpha (x > 0, not x >= 0), as nnlib and PyTorch do.",
+        ),
+        WrongAnswer(
+            lambda dy, x: np.where(x > 0, 1.0, a * np.exp(np.minimum(x, 0))),
+            "your result is elu'(x) alone: multiply it by the upstream gradient dy (chain rule).",
+        ),
+        WrongAnswer(
+            lambda dy, x: np.where(x > 0, dy, dy * (a * np.expm1(np.minimum(x, 0)) + 1)),
+            "on the negative side elu'(x) = alpha * e^x = elu(x) + alpha, not elu(x) + 1 "
+            "(the two agree only for alpha = 1).",
+        ),
+        WrongAnswer(
+            lambda dy, x: np.where(x > 0, a * dy, dy * a * np.exp(np.minimum(x, 0))),
+            "on the positive side elu(x) = x, whose slope is 1: there the result is dy itself.",
+        ),
+    ]
+
+
+def _elu_backward_ref(alpha):
+    return lambda dy, x: ref("elu_backward", dy, x, alpha)
+
+
+def _elu_expect(elu_backward, x, dy, alpha, what):
+    expect(
+        elu_backward(dy, x, alpha=alpha),
+        ref("elu_backward", dy, x, alpha),
+        what,
+        inputs={"dy": dy, "x": x},
+        known=_elu_backward_wrong(alpha),
+        args=(dy, x),
+    )
+
+
+@elu_ex.subcheck("elu_backward(dy, x) with the default alpha = 1 on a (4, 6) float64 array")
+def _(elu_backward):
+    x = _grid(seed=90)
+    dy = _dy(x, seed=91)
+    expect(
+        elu_backward(dy, x),
+        ref("elu_backward", dy, x, 1.0),
+        "elu_backward(dy, x)",
+        inputs={"dy": dy, "x": x},
+        known=_elu_backward_wrong(1.0),
+        args=(dy, x),
+    )
+
+
+@elu_ex.subcheck("elu_backward(dy, x, alpha) for alpha = 0.5 and 2, at x = 0 too")
+def _(elu_backward):
+    for alpha, seed in ((0.5, 92), (2.0, 93)):
+        x = _grid(seed=seed)
+        _elu_expect(elu_backward, x, _dy(x, seed=seed + 10), alpha, f"elu_backward(alpha={alpha})")
+
+
+@elu_ex.subcheck("elu_backward keeps float32 input float32, on 1-D, 3-D and empty arrays too")
+def _(elu_backward):
+    x = _grid(np.float32, seed=94)
+    dy = _dy(x)
+    expect(
+        elu_backward(dy, x, alpha=0.5),
+        ref("elu_backward", dy, x, 0.5),
+        "elu_backward(dy, x, alpha=0.5) for float32 dy and x",
+        inputs={"dy": dy, "x": x},
+    )
+
+    def with_dy(shape, dtype, i):
+        x = _grid(dtype, shape, seed=95 + i)
+        dy = _dy(x, seed=96 + i)
+        return (dy, x), {"dy": dy, "x": x}
+
+    expect_shapes(
+        lambda dy, x: elu_backward(dy, x, alpha=0.5),
+        with_dy,
+        _elu_backward_ref(0.5),
+        "elu_backward(dy, x, alpha=0.5)",
+    )
+
+
+@elu_ex.subcheck("elu_backward returns a new array when nothing is negative")
+def _(elu_backward):
+    x = _positive(seed=97)
+    dy = _dy(x)
+    expect(
+        elu_backward(dy, x, alpha=0.5),
+        ref("elu_backward", dy, x, 0.5),
+        "elu_backward(dy, x) for x > 0",
+        inputs={"dy": dy, "x": x},
+    )
+
+
+@elu_ex.subcheck("elu_backward is finite, warning-free and right at the ends of the float range")
+def _(elu_backward):
+    for dtype in (np.float64, np.float32):
+        x = np.concatenate([ends_of_range(dtype), np.array([-1000.0, -50.0, 50.0], dtype)])
+        dy = np.roll(x, 3)
+        got = _finite_without_warnings(
+            lambda z, dy=dy: elu_backward(dy, z, alpha=0.5),
+            x,
+            "elu_backward",
+            ELU_OVERFLOW_HINT,
+        )
+        expect(
+            got,
+            ref("elu_backward", dy, x, 0.5),
+            f"elu_backward at the ends of the {np.dtype(dtype).name} range",
+            inputs={"dy": dy, "x": x},
+            known=_elu_backward_wrong(0.5),
+            args=(dy, x),
+        )
+
+
+@elu_ex.subcheck("elu_backward passes a float64 gradient check against nnlib's elu")
+def _(elu_backward):
+    _gradient_check(
+        lambda x: ref("elu", x, 0.5),
+        lambda dy, x: elu_backward(dy, x, alpha=0.5),
+        _away_from_zero(seed=98),
+        forward_name="elu",
+        backward_name="elu_backward",
+        ref_forward=lambda x: ref("elu", x, 0.5),
+        ref_backward=_elu_backward_ref(0.5),
+    )
+
+
+# --------------------------------------------- where the sigmoid's gradient is exactly 0
+
+flat_ex = exercise("sigmoid_flat", ["sigmoid_flat_from"])
+
+# The exact answer: for x >= 0, s = 1 / (1 + e) with e = exp(-x); 1 + e rounds to 1 (and
+# then 1 - s = 0) once e <= eps / 2, half the spacing of the dtype's numbers just above 1
+# (round to nearest, ties to even): x* = ln(2 / eps). 7.62 (float16), 16.64 (float32),
+# 36.74 (float64).
+# The tolerance: 0.05. A bisection, or a scan in steps of 0.01, finds x* within 0.01;
+# the dtype's own rounding of x (spacing 0.004 at 7.6 in float16) and of exp(-x) moves
+# the measured point by less than that; every wrong answer below is at least ln 2 = 0.69
+# away on some dtype, except the coarse scan, which is named by its own fingerprint.
+FLAT_TOL = 0.05
+FLAT_DTYPES = (np.float32, np.float64, np.float16)
+
+
+def flat_point(dtype) -> float:
+    return math.log(2 / float(np.finfo(dtype).eps))
+
+
+FLAT_WRONG = (
+    (
+        lambda d: flat_point(np.float64),
+        "your value is float64's for every dtype: compute s = 1 / (1 + exp(-x)) in the "
+        "dtype you are given (dtype(x), dtype(1)); a Python float or np.exp of a Python "
+        "float is float64.",
+    ),
+    (
+        lambda d: -math.log(float(np.finfo(d).eps)),
+        "your point is where exp(-x) falls below eps: 1 + exp(-x) rounds to 1 already "
+        "at half of that, eps / 2 (round to nearest), ln 2 earlier.",
+    ),
+    (
+        # exp(-x) rounds to 0 below half the smallest subnormal number
+        lambda d: math.log(2) - math.log(float(np.finfo(d).smallest_subnormal)),
+        "your point is where exp(-x) underflows to 0: that is where the exact form "
+        "e / (1 + e)^2 becomes 0. The question is about s * (1 - s), and s rounds to 1 "
+        "long before e underflows.",
+    ),
+    (
+        lambda d: -math.log(float(np.finfo(d).tiny)),
+        "your point is where exp(-x) stops being a normal number: s = 1 / (1 + e) rounds "
+        "to 1 long before, once 1 + e rounds to 1.",
+    ),
+)
+
+
+# a wrong answer's fingerprint: within 0.3 of it on every dtype (each is at least ln 2
+# from the right answer, so a right answer never matches)
+FLAT_FINGERPRINT = 0.3
+
+
+def _flat_hint(found: dict) -> str:
+    for wrong, hint in FLAT_WRONG:
+        if all(abs(g - wrong(d)) <= FLAT_FINGERPRINT for d, g in found.items()):
+            return hint
+    values = list(found.values())
+    if len(values) > 1 and max(values) - min(values) <= FLAT_TOL:
+        return (
+            "your function gives the same x for every dtype: the point depends on the "
+            "dtype's precision, so compute in the dtype it is given."
+        )
+    if all(abs(g - flat_point(d)) < 1 for d, g in found.items()):
+        return (
+            "your values are within 1 of the right ones but not within 0.05: search "
+            "finer (bisection, or steps of 0.01 near the point)."
+        )
+    return ""
+
+
+def _check_flat(sigmoid_flat_from, dtypes):
+    found = {
+        d: as_number(sigmoid_flat_from(d), f"sigmoid_flat_from(np.{np.dtype(d).name})")
+        for d in dtypes
+    }
+    bad = [d for d, g in found.items() if not abs(g - flat_point(d)) <= FLAT_TOL]
+    if not bad:
+        return
+    for d in FLAT_DTYPES:  # every dtype's answer, so the fingerprint fits all of them
+        if d not in found:
+            got = quiet(lambda d=d: as_number(sigmoid_flat_from(d), "sigmoid_flat_from"))
+            if got is not None:
+                found[d] = got
+    d = bad[0]
+    message = (
+        f"sigmoid_flat_from(np.{np.dtype(d).name}) = {found[d]:.4g}; in "
+        f"{np.dtype(d).name}, s * (1 - s) with s = 1 / (1 + exp(-x)) is first exactly 0 at "
+        f"x = {flat_point(d):.4g} (within {FLAT_TOL})"
+    )
+    hint = _flat_hint(found)
+    if hint:
+        message += f"\n  Hint: {hint}"
+    raise CheckFailed(message)
+
+
+@flat_ex.subcheck("sigmoid_flat_from(np.float32): where float32's s * (1 - s) becomes 0")
+def _(sigmoid_flat_from):
+    _check_flat(sigmoid_flat_from, (np.float32,))
+
+
+@flat_ex.subcheck("sigmoid_flat_from finds it for float64 and float16 as well")
+def _(sigmoid_flat_from):
+    _check_flat(sigmoid_flat_from, FLAT_DTYPES)
 
 
 # ----------------------------------------------------------------------------- softmax

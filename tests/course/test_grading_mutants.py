@@ -288,6 +288,117 @@ MUTANTS = [
         mutate(A["tanh_backward"], "np.tanh(x) ** 2", "np.tanh(x.astype(float)) ** 2"),
         "dtype float64, expected float32",
     ),
+    # ---------------------------------------------------------- elu_backward
+    (
+        "elu_backward",
+        "the -1 kept: the function, not its derivative",
+        mutate(A["elu_backward"], "np.exp(np.minimum(x, 0)))", "np.expm1(np.minimum(x, 0)))"),
+        "the -1 is a constant",
+    ),
+    (
+        "elu_backward",
+        "alpha dropped",
+        mutate(A["elu_backward"], "dy * alpha * np.exp", "dy * np.exp"),
+        "alpha is missing on the negative side",
+    ),
+    (
+        "elu_backward",
+        "slope 1 at x = 0 (x >= 0)",
+        mutate(A["elu_backward"], "np.where(x > 0,", "np.where(x >= 0,"),
+        "differs only where x == 0",
+    ),
+    (
+        "elu_backward",
+        "exp(x) overflows in the branch np.where also evaluates",
+        mutate(A["elu_backward"], "np.exp(np.minimum(x, 0))", "np.exp(x)"),
+        "np.where evaluates both branches",
+    ),
+    (
+        "elu_backward",
+        "elu(x) + 1 instead of elu(x) + alpha",
+        mutate(
+            A["elu_backward"],
+            "dy * alpha * np.exp(np.minimum(x, 0))",
+            "dy * (alpha * np.expm1(np.minimum(x, 0)) + 1)",
+        ),
+        "not elu(x) + 1",
+    ),
+    (
+        "elu_backward",
+        "ignores dy",
+        mutate(A["elu_backward"], "np.where(x > 0, dy, dy * alpha", "np.where(x > 0, 1.0, alpha"),
+        "multiply it by the upstream gradient dy",
+    ),
+    (
+        "elu_backward",
+        "scales dy in place",
+        mutate(
+            A["elu_backward"],
+            "return np.where(x > 0, dy, dy * alpha * np.exp(np.minimum(x, 0)))",
+            "dy[x <= 0] *= alpha * np.exp(x[x <= 0])\n    return dy",
+        ),
+        "elu_backward changed its argument dy in place",
+    ),
+    (
+        "elu_backward",
+        "upcasts float32",
+        mutate(A["elu_backward"], "dy * alpha * np.exp", "dy * np.float64(alpha) * np.exp"),
+        "dtype float64, expected float32",
+    ),
+    # ---------------------------------------------------------- sigmoid_flat
+    (
+        "sigmoid_flat",
+        "computed in float64 whatever the dtype",
+        mutate(
+            A["sigmoid_flat"],
+            "one = dtype(1)",
+            "one = 1.0",
+            "np.exp(-dtype(x))",
+            "np.exp(-x)",
+        ),
+        "your value is float64's for every dtype",
+    ),
+    (
+        "sigmoid_flat",
+        "analysis with eps, not eps / 2",
+        mutate(
+            A["sigmoid_flat"], "    one = dtype(1)\n", "    return -np.log(np.finfo(dtype).eps)\n"
+        ),
+        "rounds to 1 already at half of that",
+    ),
+    (
+        "sigmoid_flat",
+        "the exact form e / (1 + e)^2 (zero only at underflow)",
+        mutate(
+            A["sigmoid_flat"],
+            "        s = one / (one + np.exp(-dtype(x)))\n        return s * (one - s) == 0",
+            "        e = np.exp(-dtype(x))\n        return e / (one + e) ** 2 == 0",
+        ),
+        "where exp(-x) underflows to 0",
+    ),
+    (
+        "sigmoid_flat",
+        "a scan in whole steps",
+        mutate(
+            A["sigmoid_flat"],
+            "    lo, hi = 0.0, 1000.0",
+            "    return next(float(k) for k in range(1, 1000) if flat(k))\n"
+            "    lo, hi = 0.0, 1000.0",
+        ),
+        "search finer",
+    ),
+    (
+        "sigmoid_flat",
+        "float32's number for every dtype",
+        mutate(A["sigmoid_flat"], "    one = dtype(1)\n", "    return 16.64\n"),
+        "same x for every dtype",
+    ),
+    (
+        "sigmoid_flat",
+        "returns an array, not a number",
+        mutate(A["sigmoid_flat"], "    return hi", "    return np.array([hi])"),
+        "return float(...)",
+    ),
     # --------------------------------------------------------------- softmax
     (
         "softmax",
@@ -597,6 +708,60 @@ ALTERNATIVES = [
             z = np.moveaxis(x, axis, -1)
             e = np.exp(z - z.max(axis=-1, keepdims=True))
             return np.moveaxis(e / e.sum(axis=-1, keepdims=True), -1, axis)
+        """),
+    ),
+    (
+        "elu_backward",
+        "elu(x) + alpha on the negative side, from nnlib's elu",
+        M("""
+        def elu_backward(dy, x, alpha=1.0):
+            neg = alpha * np.expm1(np.minimum(x, 0))  # elu(x) where x <= 0
+            return dy * np.where(x > 0, 1, neg + alpha).astype(dy.dtype)
+        """),
+    ),
+    (
+        "elu_backward",
+        "boolean masks into a copy",
+        M("""
+        def elu_backward(dy, x, alpha=1.0):
+            dx = dy.copy()
+            neg = x <= 0
+            dx[neg] = dy[neg] * alpha * np.exp(x[neg])
+            return dx
+        """),
+    ),
+    (
+        "sigmoid_flat",
+        "analysis: 1 + exp(-x) rounds to 1 once exp(-x) <= eps / 2",
+        M("""
+        def sigmoid_flat_from(dtype):
+            return float(np.log(2 / np.finfo(dtype).eps))
+        """),
+    ),
+    (
+        "sigmoid_flat",
+        "a scan in steps of 0.01",
+        M("""
+        def sigmoid_flat_from(dtype):
+            xs = np.arange(0, 120, 0.01).astype(dtype)
+            one = dtype(1)
+            s = one / (one + np.exp(-xs))
+            return float(xs[np.argmax(s * (one - s) == 0)])
+        """),
+    ),
+    (
+        "relu_numba",
+        "a flat loop over chunks, preallocated with np.empty",
+        M("""
+        @njit(parallel=True)
+        def relu_numba(x):
+            out = np.empty(x.shape, dtype=x.dtype)
+            n = x.size
+            chunk = 1024
+            for c in prange((n + chunk - 1) // chunk):
+                for i in range(c * chunk, min((c + 1) * chunk, n)):
+                    out[i] = max(x[i], 0)
+            return out
         """),
     ),
     (
