@@ -16,6 +16,15 @@ What the contract of each exercise covers, beyond the values on ordinary input:
 * a batch that lacks the last class (a one-hot of ``y.max() + 1`` columns is too narrow);
 * for the Numba kernel: every output row written, and no race between threads (the
   same right answer in every run on 100,000 rows).
+* the binary cross-entropy from logits (derived by the learner, no formula given): every
+  element over logits from -1e30 to 1e30 (through |z| = 17, 37, 89 and 710, where the
+  naive and half-stable forms break), labels exactly 0 and 1 and soft ones, float32 and
+  float64, any shape, judged against a float64 reference with the dtype's tolerance;
+* the largest safe logit (a number found by experiment): float16, float32 and float64,
+  within 0.01 of ln(max) (``LIMIT_ATOL`` says why 0.01).
+
+The Numba kernel is judged by behaviour only (values, every element written, Numba's
+parallel diagnostics, no race); the loop, the allocation and the split are the learner's.
 
 Inputs left unchanged and results that are new arrays are checked on every call by
 :class:`~nncourse.learner.LearnerFunction`. A hint is shown only when the learner's
@@ -31,7 +40,7 @@ from nnlib import functional as F
 from nnlib.gradient_check import numerical_gradient, relative_error
 from nnlib.testing import tolerance
 
-from .checks import CheckFailed, WrongAnswer, exercise, expect, quiet
+from .checks import CheckFailed, WrongAnswer, as_number, exercise, expect, quiet
 from .numba_checks import add_numba_subchecks, call_nopython, dispatcher, expect_no_races
 
 
@@ -908,7 +917,7 @@ def _numba_sample():
 
 
 add_numba_subchecks(
-    numba_ex, _NAME, _SIG, _numba_sample, "the loop over the rows as `for i in prange(z.shape[0]):`"
+    numba_ex, _NAME, _SIG, _numba_sample, "a `prange` loop over the rows (or over chunks of rows)"
 )
 
 
@@ -1086,3 +1095,311 @@ def _(log_softmax_numba):
                 "scratch array inside the prange loop, or use scalars."
             )
         raise CheckFailed(message) from None
+
+
+# -------------------------------------------- binary cross-entropy from logits, derived
+
+bce_ex = exercise(
+    "bce_with_logits",
+    ["bce_with_logits"],
+    forbidden=(
+        "bce_with_logits",
+        "BCEWithLogits",
+        "bce",
+        "losses",
+        "sigmoid",
+        "softplus",
+        "log_sigmoid",
+    ),
+)
+
+
+def _ref_bce(z, y):
+    """The loss of each element, computed stably in float64, in the dtype of ``z``:
+    max(z, 0) - y z + log(1 + e^-|z|), the exact rewriting of
+    -y log s(z) - (1 - y) log(1 - s(z)) in which e^-|z| <= 1 never overflows."""
+    z64, y64 = z.astype(np.float64), y.astype(np.float64)
+    return (np.maximum(z64, 0) - y64 * z64 + np.log1p(np.exp(-np.abs(z64)))).astype(z.dtype)
+
+
+def _sigmoid64(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _naive_bce(z, y):
+    s = _sigmoid64(z)
+    return -y * np.log(s) - (1 - y) * np.log(1 - s)
+
+
+def _clipped_bce(eps):
+    def wrong(z, y):
+        s = np.clip(_sigmoid64(z), eps, 1 - eps)
+        return -y * np.log(s) - (1 - y) * np.log(1 - s)
+
+    return wrong
+
+
+def _eps_bce(eps):
+    def wrong(z, y):
+        s = _sigmoid64(z)
+        return -y * np.log(s + eps) - (1 - y) * np.log(1 - s + eps)
+
+    return wrong
+
+
+BCE_NAIVE_HINT = (
+    "the loss as defined, through sigmoid(z): for z >= 37 (17 in float32) sigmoid(z) "
+    "rounds to exactly 1, so log(1 - sigmoid(z)) = log(0) = -inf; for z <= -710, e^-z "
+    "overflows; and a label of exactly 0 or 1 multiplies the infinite log by 0, which is "
+    "nan. Never take the sigmoid first: rewrite log sigmoid(z) = -log(1 + e^-z) and "
+    "log(1 - sigmoid(z)) = log sigmoid(-z), and combine the two terms so that only "
+    "e^-|z| (never above 1) is computed."
+)
+BCE_CLIP_HINT = (
+    "you clipped sigmoid(z) to [eps, 1 - eps] (or added eps inside the logs): the loss is "
+    "finite but capped at -log(eps) (16.1 for eps = 1e-7), where the right loss of a logit "
+    "of -1000 for the label 1 is 1000. No clipping is needed: combine the logs "
+    "algebraically so no log ever sees 0."
+)
+BCE_ABS_HINT = (
+    "you wrote log(1 + e^-z): for z <= -710 e^-z overflows, and for any negative z the "
+    "max(z, 0) term and log(1 + e^-z) together count z twice. The exponent must be -|z|: "
+    "log(1 + e^-z) = max(-z, 0) + log(1 + e^-|z|)."
+)
+BCE_SOFTPLUS_HINT = (
+    "log(1 + e^z) overflows for z >= 89 in float32 (710 in float64): e^z is inf. Split "
+    "it as log(1 + e^z) = max(z, 0) + log(1 + e^-|z|), where e^-|z| <= 1."
+)
+BCE_WRONG = [
+    WrongAnswer(_naive_bce, BCE_NAIVE_HINT),
+    *(WrongAnswer(_clipped_bce(eps), BCE_CLIP_HINT) for eps in (1e-7, 1e-8, 1e-12, 1e-15)),
+    *(WrongAnswer(_eps_bce(eps), BCE_CLIP_HINT) for eps in (1e-7, 1e-8, 1e-12, 1e-15)),
+    WrongAnswer(lambda z, y: np.maximum(z, 0) - y * z + np.log1p(np.exp(-z)), BCE_ABS_HINT),
+    WrongAnswer(lambda z, y: np.log1p(np.exp(z)) - y * z, BCE_SOFTPLUS_HINT),
+    WrongAnswer(lambda z, y: np.log(1 + np.exp(z)) - y * z, BCE_SOFTPLUS_HINT),
+    WrongAnswer(
+        lambda z, y: np.log1p(np.exp(-z)) + (1 - y) * z,
+        "log(1 + e^-z) overflows for z <= -89 in float32 (-710 in float64): e^-z is inf. "
+        "Split it as log(1 + e^-z) = max(-z, 0) + log(1 + e^-|z|), where e^-|z| <= 1.",
+    ),
+    WrongAnswer(
+        lambda z, y: np.maximum(z, 0) + y * z + np.log1p(np.exp(-np.abs(z))),
+        "the y z term has the wrong sign: -y log sigmoid(z) - (1 - y) log(1 - sigmoid(z)) "
+        "= log(1 + e^z) - y z, so for the label 1 the loss falls as z grows.",
+    ),
+    WrongAnswer(
+        lambda z, y: np.maximum(z, 0) - (1 - y) * z + np.log1p(np.exp(-np.abs(z))),
+        "you swapped y and 1 - y: your loss is the loss of the opposite label. For y = 1 "
+        "the loss must fall as z grows (the network says yes more loudly).",
+    ),
+    WrongAnswer(
+        lambda z, y: -y * z + np.log1p(np.exp(-np.abs(z))),
+        "you left out max(z, 0): log(1 + e^z) = max(z, 0) + log(1 + e^-|z|), not "
+        "log(1 + e^-|z|) alone (check: your loss of z = 1000, y = 0 is not 1000).",
+    ),
+]
+
+
+def _bce_call(bce_with_logits, z, y, what):
+    """The learner's per-element losses (an array), or a failure naming a reduction."""
+    got = _called(bce_with_logits, z, y)
+    if got is not None and not isinstance(got, np.ndarray):
+        try:
+            value = np.asarray(got, dtype=np.float64)
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and value.shape == () and z.size > 1:
+            want = _ref_bce(z, y).astype(np.float64)
+            said = (
+                "the mean"
+                if np.isclose(value, want.mean())
+                else "the sum"
+                if np.isclose(value, want.sum())
+                else "one number"
+            )
+            raise CheckFailed(
+                f"{what}: you returned {said} of the losses, a {type(got).__name__}; "
+                f"expected the loss of each element, an array of shape {z.shape}. Hint: "
+                "leave out the reduction (np.mean/np.sum): the exercise asks for one loss "
+                "per element, of z's shape."
+            )
+    return got
+
+
+def _bce_expect(bce_with_logits, z, y, what):
+    got = _bce_call(bce_with_logits, z, y, what)
+    want = _ref_bce(z, y)
+    if (
+        isinstance(got, np.ndarray)
+        and got.shape == want.shape
+        and np.issubdtype(got.dtype, np.floating)
+        and not np.all(np.isfinite(got))
+    ):
+        bad = np.argwhere(~np.isfinite(got))[:3]
+        where = "; ".join(
+            f"z = {z[i].item()!r}, y = {y[i].item()!r}: got {got[i].item()!r}, "
+            f"expected {want[i].item()!r}"
+            for i in map(tuple, bad)
+        )
+        hint = _hint(got, BCE_WRONG, (z, y), want.dtype) or (
+            "the loss is finite for every z and y: never compute sigmoid(z) and take its "
+            "log; rewrite the loss so that only e^-|z| (never above 1) is computed."
+        )
+        raise CheckFailed(f"{what}: inf or nan where the loss is finite ({where}). Hint: {hint}")
+    expect(got, want, what, inputs={"z": z, "y": y}, known=BCE_WRONG, args=(z, y))
+
+
+def _bce_data(shape, seed, dtype=np.float64, soft=False):
+    rng = _rng(seed)
+    z = (rng.standard_normal(shape) * 4).astype(dtype)
+    y = rng.random(shape) if soft else rng.integers(0, 2, shape)
+    return z, y.astype(dtype)
+
+
+# The whole range: logits from -1e30 to 1e30 through the places where the naive form
+# breaks (|z| = 17, 37, 89, 710), labels exactly 0 and 1 and soft ones (0.25 and 0.5,
+# exact in binary so the float32 reference is the same number).
+BCE_LOGITS = (-1e30, -1000, -710, -100, -89, -37, -17, -5, -1, -1e-3, 0)
+BCE_LOGITS = (*BCE_LOGITS, *(-v for v in BCE_LOGITS[::-1][1:]))
+BCE_LABELS = (0.0, 1.0, 0.25, 0.5)
+
+
+@bce_ex.subcheck("bce_with_logits(z, y) matches the reference for (6, 3) logits and 0/1 labels")
+def _(bce_with_logits):
+    z, y = _bce_data((6, 3), seed=70)
+    _bce_expect(bce_with_logits, z, y, "bce_with_logits for (6, 3) logits")
+
+
+@bce_ex.subcheck("bce_with_logits is accurate for logits from -1e30 to 1e30 (float64 and float32)")
+def _(bce_with_logits):
+    for dtype in (np.float64, np.float32):
+        Y, Z = np.meshgrid(
+            np.array(BCE_LABELS), np.array(BCE_LOGITS, dtype=np.float64), indexing="ij"
+        )
+        z, y = Z.astype(dtype), Y.astype(dtype)
+        _bce_expect(
+            bce_with_logits,
+            z,
+            y,
+            f"bce_with_logits for {np.dtype(dtype).name} logits from -1e30 to 1e30 "
+            "and labels 0, 1, 0.25, 0.5",
+        )
+
+
+@bce_ex.subcheck("bce_with_logits takes soft labels, keeps float32 float32")
+def _(bce_with_logits):
+    for dtype in (np.float64, np.float32):
+        z, y = _bce_data((5, 4), seed=71, dtype=dtype, soft=True)
+        _bce_expect(
+            bce_with_logits, z, y, f"bce_with_logits for {np.dtype(dtype).name} soft labels"
+        )
+
+
+@bce_ex.subcheck("bce_with_logits works for any shape (1-D, (N, 1), 3-D, empty)")
+def _(bce_with_logits):
+    for i, shape in enumerate(((7,), (5, 1), (2, 3, 4), (0,))):
+        z, y = _bce_data(shape, seed=72 + i)
+        _bce_expect(bce_with_logits, z, y, f"bce_with_logits for shape {shape}")
+
+
+@bce_ex.subcheck("bce_with_logits leaves z and y unchanged and returns a new array")
+def _(bce_with_logits):
+    # every call checks this; here where an in-place abs or subtraction would fit
+    z, y = _bce_data((4, 4), seed=77)
+    _bce_expect(bce_with_logits, z, y, "bce_with_logits for (4, 4) logits")
+
+
+# ---------------------------------------- how far the naive softmax goes: find the number
+
+limit_ex = exercise("largest_safe_logit", ["largest_safe_logit"], forbidden=("largest_safe_logit",))
+
+# The limit is ln(max) of the dtype: 11.0899 (float16), 88.7228 (float32), 709.7827
+# (float64), up to the rounding of x to the dtype (one ulp there: 0.0078, 7.6e-6 and
+# 1.1e-13). The tolerance, 0.01, accepts a bisection stopped at a width of 0.01 and
+# either side of that rounding (float16's half-ulp is 0.004), and rejects every wrong
+# answer below: a search in whole numbers (11, 88, 709: 0.09, 0.72, 0.78 away), another
+# dtype's limit, log10 of the largest float (4.8, 38.5, 308.3), the largest float itself.
+LIMIT_ATOL = 0.01
+LIMIT_DTYPES = ("float32", "float64", "float16")
+
+
+def safe_logit_limit(dtype: str) -> float:
+    """ln of the largest finite number of ``dtype``: e^x is finite up to there."""
+    return float(np.log(np.float64(np.finfo(dtype).max)))
+
+
+LIMIT_WRONG = (
+    (
+        lambda d: safe_logit_limit("float64"),
+        "that is float64's limit: your experiment computes in float64 whatever dtype it is "
+        "asked for (a Python float, or np.exp of a float64 array, is float64). Build the "
+        "row in the dtype asked for: np.array([x, 0.0], dtype=dtype).",
+    ),
+    (
+        lambda d: float(np.floor(safe_logit_limit(d))),
+        "you searched in whole numbers: the limit lies between two integers. Bisect until "
+        "the interval is narrower than 0.01 (or think: exp(x) stays finite while x is "
+        "below the log of the largest float).",
+    ),
+    (
+        lambda d: float(np.log10(np.float64(np.finfo(d).max))),
+        "that is log10 of the largest float: exp is e^x, so the limit is the natural log, "
+        "np.log, of the largest float.",
+    ),
+    (
+        lambda d: float(np.finfo(d).max),
+        "that is the largest float itself, the largest value exp(x) may reach; the "
+        "question is the largest logit x, whose exp is that.",
+    ),
+)
+
+
+def _limit_hint(largest_safe_logit, found: dict) -> str:
+    """The hint of the wrong answer that the learner's numbers ``found`` ({dtype: x})
+    fit for every dtype (the other dtypes are asked for too)."""
+    for d in LIMIT_DTYPES:
+        if d not in found:
+            found[d] = quiet(lambda d=d: as_number(largest_safe_logit(d), "largest_safe_logit"))
+    found = {d: x for d, x in found.items() if x is not None}
+    for wrong, hint in LIMIT_WRONG:
+        fits = [
+            np.isclose(x, wrong(d), atol=LIMIT_ATOL, rtol=1e-6)
+            for d, x in found.items()
+            if not (wrong is LIMIT_WRONG[0][0] and d == "float64")
+        ]
+        if fits and all(fits):
+            return hint
+    values = list(found.values())
+    if len(values) == len(LIMIT_DTYPES) and max(values) - min(values) <= LIMIT_ATOL:
+        return (
+            "your function gives the same number for every dtype: compute the softmax in "
+            "the dtype it is called with."
+        )
+    return ""
+
+
+def _check_limits(largest_safe_logit, dtypes):
+    found = {
+        d: as_number(_called(largest_safe_logit, d), f"largest_safe_logit({d!r})") for d in dtypes
+    }
+    bad = [d for d, x in found.items() if abs(x - safe_logit_limit(d)) > LIMIT_ATOL]
+    if not bad:
+        return
+    d = bad[0]
+    message = (
+        f"largest_safe_logit({d!r}) = {found[d]!r}; the naive softmax of [x, 0] in {d} is "
+        f"finite up to x = {safe_logit_limit(d):.4f} and overflows above it (accepted: "
+        f"within {LIMIT_ATOL})"
+    )
+    hint = _limit_hint(largest_safe_logit, dict(found))
+    raise CheckFailed(message + (f"\n  Hint: {hint}" if hint else ""))
+
+
+@limit_ex.subcheck("largest_safe_logit('float32') is the float32 limit (within 0.01)")
+def _(largest_safe_logit):
+    _check_limits(largest_safe_logit, ("float32",))
+
+
+@limit_ex.subcheck("largest_safe_logit finds the float64 and float16 limits as well")
+def _(largest_safe_logit):
+    _check_limits(largest_safe_logit, LIMIT_DTYPES)

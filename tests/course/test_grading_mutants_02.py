@@ -20,6 +20,8 @@ LOGSM = A["log_softmax"]
 CE = A["softmax_cross_entropy"]
 ACC = A["accuracy"]
 NUMBA = A["log_softmax_numba"]
+BCE = A["bce_with_logits"]
+LIMIT = A["largest_safe_logit"]
 
 # the lines of the solutions that the mutants edit
 _SHIFT = "shifted = z - z.max(axis=-1, keepdims=True)"
@@ -28,6 +30,8 @@ _CE_SHIFT = "shifted = z - z.max(axis=1, keepdims=True)"
 _CE_LOGP = "logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))"
 _CE_ONEHOT = "dz = np.exp(logp)\n    dz[np.arange(n), y] -= 1\n"
 _ACC = "np.mean(z.argmax(axis=1) == y)"
+_BCE = "return np.maximum(z, 0) - y * z + np.log1p(np.exp(-np.abs(z)))"
+_ROW = "z = np.array([x, 0.0], dtype=dtype)"
 
 MUTANTS = [
     # ---------------------------------------------------------------- dense_forward
@@ -433,6 +437,127 @@ MUTANTS = [
         """),
         "`row[j]` is written by every prange iteration",
     ),
+    # ------------------------------------------------------------ bce_with_logits
+    (  # stability: the definition as written
+        "bce_with_logits",
+        "through the sigmoid",
+        mutate(
+            BCE,
+            _BCE,
+            "s = 1 / (1 + np.exp(-z))\n    return -y * np.log(s) - (1 - y) * np.log(1 - s)",
+        ),
+        "Never take the sigmoid first",
+    ),
+    (  # stability: Keras' epsilon, finite but capped
+        "bce_with_logits",
+        "sigmoid clipped to [1e-7, 1 - 1e-7]",
+        mutate(
+            BCE,
+            _BCE,
+            "s = np.clip(1 / (1 + np.exp(-z)), 1e-7, 1 - 1e-7)\n"
+            "    return -y * np.log(s) - (1 - y) * np.log(1 - s)",
+        ),
+        "you clipped sigmoid(z)",
+    ),
+    (
+        "bce_with_logits",
+        "1e-8 inside the logs",
+        mutate(
+            BCE,
+            _BCE,
+            "s = 1 / (1 + np.exp(-z))\n"
+            "    return -y * np.log(s + 1e-8) - (1 - y) * np.log(1 - s + 1e-8)",
+        ),
+        "capped at -log(eps)",
+    ),
+    (  # a derivation step missed: e^-z where e^-|z| is needed
+        "bce_with_logits",
+        "e^-z, not e^-|z|",
+        mutate(BCE, "np.exp(-np.abs(z))", "np.exp(-z)"),
+        "The exponent must be -|z|",
+    ),
+    (  # stability: softplus(z) computed directly
+        "bce_with_logits",
+        "log(1 + e^z) - y z",
+        mutate(BCE, _BCE, "return np.log1p(np.exp(z)) - y * z"),
+        "log(1 + e^z) overflows",
+    ),
+    ("bce_with_logits", "y z sign", mutate(BCE, "- y * z", "+ y * z"), "the wrong sign"),
+    (
+        "bce_with_logits",
+        "labels swapped",
+        mutate(BCE, "- y * z", "- (1 - y) * z"),
+        "you swapped y and 1 - y",
+    ),
+    (
+        "bce_with_logits",
+        "max(z, 0) left out",
+        mutate(BCE, "np.maximum(z, 0) - y * z", "-y * z"),
+        "you left out max(z, 0)",
+    ),
+    (  # shape: the mean, as nnlib's loss returns
+        "bce_with_logits",
+        "the mean",
+        mutate(BCE, "return np.maximum", "return np.mean(np.maximum", ")))", "))))"),
+        "you returned the mean of the losses",
+    ),
+    (  # dtype
+        "bce_with_logits",
+        "float64 upcast",
+        mutate(BCE, _BCE, "z = z.astype(np.float64)\n    " + _BCE),
+        "dtype float64, expected float32",
+    ),
+    (  # input modification: y z into y's memory
+        "bce_with_logits",
+        "y * z in place",
+        mutate(BCE, _BCE, "y *= z\n    return np.maximum(z, 0) - y + np.log1p(np.exp(-np.abs(z)))"),
+        "bce_with_logits changed its argument y in place",
+    ),
+    # --------------------------------------------------------- largest_safe_logit
+    (  # the row built in float64 whatever the dtype
+        "largest_safe_logit",
+        "float64 row",
+        mutate(LIMIT, _ROW, "z = np.array([x, 0.0])"),
+        "that is float64's limit",
+    ),
+    (
+        "largest_safe_logit",
+        "whole numbers",
+        mutate(
+            LIMIT,
+            "    lo, hi = 0.0, 1.0\n",
+            "    x = 0\n    while finite(x + 1):\n        x += 1\n    return float(x)\n"
+            "    lo, hi = 0.0, 1.0\n",
+        ),
+        "you searched in whole numbers",
+    ),
+    (
+        "largest_safe_logit",
+        "log10 of the largest float",
+        M("""
+        def largest_safe_logit(dtype):
+            return float(np.log10(np.finfo(dtype).max))
+        """),
+        "that is log10 of the largest float",
+    ),
+    (
+        "largest_safe_logit",
+        "the largest float",
+        M("""
+        def largest_safe_logit(dtype):
+            return float(np.finfo(dtype).max)
+        """),
+        "that is the largest float itself",
+    ),
+    (  # one number for all: the float32 limit written in
+        "largest_safe_logit",
+        "float32's limit for every dtype",
+        M("""
+        def largest_safe_logit(dtype):
+            return 88.72
+        """),
+        "the same number for every dtype",
+    ),
     # ------------------------------------------------- nnlib's own version, named
     (
         "log_softmax",
@@ -584,6 +709,90 @@ ALTERNATIVES = [
             return out
         """),
     ),
+    (
+        "log_softmax_numba",
+        "chunks of rows, np.empty(z.shape, z.dtype)",
+        M("""
+        @njit(parallel=True)
+        def log_softmax_numba(z):
+            n, c = z.shape
+            out = np.empty(z.shape, z.dtype)
+            chunk = 256
+            for t in prange((n + chunk - 1) // chunk):
+                for i in range(t * chunk, min(n, (t + 1) * chunk)):
+                    m = np.max(z[i])
+                    total = 0.0
+                    for v in z[i]:
+                        total += np.exp(v - m)
+                    lse = m + np.log(total)
+                    for j in range(c):
+                        out[i, j] = z[i, j] - lse
+            return out
+        """),
+    ),
+    (
+        "log_softmax_numba",
+        "two parallel loops: the row's log-sum-exp, then one flat loop over the elements",
+        M("""
+        @njit(parallel=True)
+        def log_softmax_numba(z):
+            n, c = z.shape
+            lse = np.empty(n)  # float64, one per row
+            for i in prange(n):
+                m = z[i, 0]
+                for j in range(c):
+                    if z[i, j] > m:
+                        m = z[i, j]
+                s = 0.0
+                for j in range(c):
+                    s += np.exp(z[i, j] - m)
+                lse[i] = m + np.log(s)
+            out = np.empty_like(z)
+            for k in prange(n * c):
+                i = k // c
+                j = k % c
+                out[i, j] = z[i, j] - lse[i]
+            return out
+        """),
+    ),
+    (
+        "bce_with_logits",
+        "logaddexp",
+        M("""
+        def bce_with_logits(z, y):
+            return np.logaddexp(0, z) - y * z
+        """),
+    ),
+    (
+        "bce_with_logits",
+        "softplus(-z) + (1 - y) z",
+        M("""
+        def bce_with_logits(z, y):
+            return np.logaddexp(0, -z) + (1 - y) * z
+        """),
+    ),
+    (
+        "bce_with_logits",
+        "np.where on the sign, log(1 + ...)",
+        M("""
+        def bce_with_logits(z, y):
+            e = np.exp(-np.abs(z))  # <= 1
+            return np.where(z >= 0, (1 - y) * z, -y * z) + np.log(1 + e)
+        """),
+    ),
+    (
+        "largest_safe_logit",
+        "by analysis: ln of the largest float",
+        M("""
+        def largest_safe_logit(dtype):
+            return float(np.log(np.finfo(dtype).max))
+        """),
+    ),
+    (
+        "largest_safe_logit",
+        "a bisection that returns the first broken x",
+        mutate(LIMIT, "range(60)", "range(20)", "    return lo\n", "    return hi\n"),
+    ),
 ]
 
 
@@ -601,6 +810,13 @@ NOT_SAID = [
     # a wrong loss with a right gradient: the gradient is not blamed
     ("mse", "loss halved", "differentiate your loss again"),
     ("softmax_cross_entropy", "loss of the mean logit", "derive d loss / d z again"),
+    # a finite, capped loss is named as clipping, never as an overflow
+    ("bce_with_logits", "sigmoid clipped to [1e-7, 1 - 1e-7]", "overflow"),
+    ("bce_with_logits", "1e-8 inside the logs", "overflow"),
+    # a wrong sign is not blamed on stability
+    ("bce_with_logits", "y z sign", "Never take the sigmoid first"),
+    # a float64 answer for every dtype is named as float64's, not as "one number for all"
+    ("largest_safe_logit", "float64 row", "the same number for every dtype"),
 ]
 
 
