@@ -508,8 +508,9 @@ _PRANGE_LOOPS: dict = {}
 
 
 def prange_loop_count(fn, sample) -> tuple[int | None, str | None]:
-    """How many ``prange`` loops Numba parallelized compiling ``fn.py_func`` for
-    ``sample``: (count, None), or (None, the first line of Numba's error).
+    """How many of the learner's own ``prange`` loops Numba parallelized compiling
+    ``fn.py_func`` for ``sample``: (count, None), or (None, the first line of Numba's
+    error).
 
     Remembered per function code and argument types: a compile with ``parallel=True``
     takes a second or two.
@@ -542,9 +543,12 @@ def _count_prange_loops(fn, sample):
         except NumbaError as err:
             return None, str(err).strip().splitlines()[0]
     diagnostics = fresh.get_metadata(fresh.signatures[0])["parfor_diagnostics"]
+    # Only the learner's own loops count: Numba also makes parallel loops of its own
+    # ("internal" prange patterns) for NumPy reductions such as a slice's .sum() inside a
+    # plain range loop, and array expressions; neither is a prange the learner wrote.
     count = sum(
         1
         for p in diagnostics.get_parfors()
-        if any(pattern[0] == "prange" for pattern in getattr(p, "patterns", ()))
+        if any(pattern[:2] == ("prange", "user") for pattern in getattr(p, "patterns", ()))
     )
     return count, None

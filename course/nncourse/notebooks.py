@@ -3,7 +3,9 @@
 A solution notebook ``solutions/NN_topic.ipynb`` is the source. In it
 
 * an **answer cell** is tagged ``answer:<exercise>``; its solution code sits between
-  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (indented like the code);
+  ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (indented like the code). Lines between
+  ``### BEGIN OMITTED`` and ``### END OMITTED`` are left out of the exercise with no stub
+  in their place: what the learner is to choose and write (a kernel's decorator, say);
 * a **grade cell** is tagged ``grade:<exercise>`` and is one line, ``check(...)``.
 
 :func:`make_exercise` turns it into ``exercises/NN_topic.ipynb``: each solution region
@@ -35,6 +37,7 @@ import nbformat
 from .checks import STUB_MARK
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+OMIT_BEGIN, OMIT_END = "### BEGIN OMITTED", "### END OMITTED"
 ANSWER, GRADE = "answer:", "grade:"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 # NOTE: our key in notebook metadata. It keeps the name it had when the grader lived in
@@ -102,13 +105,20 @@ def exercises_of(nb) -> list[str]:
 
 
 def stub_source(source: str, where: str) -> str:
-    """``source`` with each solution region replaced by ``raise NotImplementedError``."""
-    out, inside, function = [], False, where
+    """``source`` with each solution region replaced by ``raise NotImplementedError``, and
+    each omitted region left out."""
+    out, inside, omitting, function = [], False, False, where
     for number, line in enumerate(source.splitlines(), 1):
         stripped = line.strip()
         if match := re.match(r"\s*def (\w+)\(", line):
             function = match.group(1)
-        if stripped == BEGIN:
+        if stripped in (OMIT_BEGIN, OMIT_END):
+            if inside or omitting == (stripped == OMIT_BEGIN):
+                raise BuildError(f"{where}, line {number}: {stripped} out of place")
+            omitting = stripped == OMIT_BEGIN
+        elif omitting:
+            continue
+        elif stripped == BEGIN:
             if inside:
                 raise BuildError(f"{where}, line {number}: {BEGIN} inside another region")
             inside = True
@@ -122,8 +132,9 @@ def stub_source(source: str, where: str) -> str:
             inside = False
         elif not inside:
             out.append(line)
-    if inside:
-        raise BuildError(f"{where}: {BEGIN} is never closed by {END}")
+    if inside or omitting:
+        opened, closer = (BEGIN, END) if inside else (OMIT_BEGIN, OMIT_END)
+        raise BuildError(f"{where}: {opened} is never closed by {closer}")
     return "\n".join(out)
 
 
@@ -145,7 +156,7 @@ def make_exercise(solution, solution_name: str):
             cell.outputs, cell.execution_count = [], None
             cell.metadata.pop("execution", None)
             answer = tagged(cell, ANSWER)
-            if BEGIN in cell.source or END in cell.source:
+            if any(mark in cell.source for mark in (BEGIN, END, OMIT_BEGIN, OMIT_END)):
                 if answer is None:
                     raise BuildError(f"{where} has a solution region but no answer:<name> tag")
                 cell.source = stub_source(cell.source, where)

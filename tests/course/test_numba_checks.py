@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numba import prange
 
 from nncourse.checks import CheckFailed
 from nncourse.numba_checks import expect_every_element_written
@@ -51,3 +52,35 @@ def test_a_wrong_value_in_the_middle_gets_no_such_hint():
 
 def test_a_correct_function_passes():
     expect_every_element_written(_relu, _make, _relu, "relu(x)")
+
+
+def _columns_serial(dY):  # a plain range loop; each slice's .sum() Numba parallelizes
+    out = np.empty(dY.shape[1])
+    for j in range(dY.shape[1]):
+        out[j] = dY[:, j].sum()
+    return out
+
+
+def _columns_prange(dY):
+    out = np.empty(dY.shape[1])
+    for j in prange(dY.shape[1]):
+        out[j] = dY[:, j].sum()
+    return out
+
+
+def _maximum(x):  # an array expression: Numba parallelizes it, the learner wrote no loop
+    return np.maximum(x, 0.0)
+
+
+@pytest.mark.parametrize(
+    "fn, want",
+    [(_columns_serial, 0), (_columns_prange, 1), (_maximum, 0)],
+    ids=["range loop of slice sums", "prange loop", "array expression"],
+)
+def test_only_the_learners_own_prange_loops_count(fn, want):
+    from numba import njit
+
+    from nncourse.learner import prange_loop_count
+
+    sample = (np.ones((5, 3)),) if fn is not _maximum else (np.ones(5),)
+    assert prange_loop_count(njit(fn), sample) == (want, None)
