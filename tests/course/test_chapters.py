@@ -85,3 +85,45 @@ def test_chapter_has_what_every_lesson_promises(chapter):
     exercises = f"exercises/{chapter.name}"
     assert exercises in text, f"no pointer to {exercises}"
     assert (ROOT / exercises).exists(), f"{exercises} does not exist"
+
+
+PREDICT = "**Predict first:**"
+ANSWER = "<details><summary>answer</summary>"
+# Chapters 1-4 are the foundations, with a prediction before each key experiment;
+# the later chapters have at least three.
+MIN_PREDICTIONS = {"01": 4, "02": 4, "03": 4, "04": 4}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_predictions_come_before_the_experiment_and_are_answered_after_it(chapter):
+    """A 'Predict first' question ends its markdown cell, the code cells after it run the
+    experiment, and the next markdown cell opens with a collapsed answer (HTML <details>)."""
+    cells = _read(chapter).cells
+    prompts = []
+    for i, cell in enumerate(cells):
+        if cell.cell_type != "markdown" or PREDICT not in cell.source:
+            continue
+        question = cell.source.split(PREDICT)[-1]
+        assert cell.source.count(PREDICT) == 1 and "\n\n" not in question.strip(), (
+            f"cell {i}: the prediction must be the last paragraph of its cell:\n{cell.source}"
+        )
+        assert "?" in question, f"cell {i}: the prediction asks no question"
+        code = 0
+        for j in range(i + 1, len(cells)):
+            if cells[j].cell_type == "code":
+                code += 1
+                continue
+            answer = cells[j].source
+            assert code, f"cell {i}: no experiment (code cell) between the question and cell {j}"
+            assert answer.startswith(ANSWER) and "</details>" in answer, (
+                f"cell {j}: the markdown after the experiment of cell {i} must be the answer, "
+                f"'{ANSWER} ... </details>'; it is:\n{answer[:300]}"
+            )
+            explained = answer[len(ANSWER) : answer.index("</details>")].strip()
+            assert len(explained) > 40, f"cell {j}: the answer explains nothing"
+            break
+        else:
+            pytest.fail(f"cell {i}: the prediction is never answered")
+        prompts.append(i)
+    want = MIN_PREDICTIONS.get(chapter.name[:2], 3)
+    assert len(prompts) >= want, f"{len(prompts)} 'Predict first' questions; at least {want}"
