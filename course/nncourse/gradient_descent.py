@@ -853,7 +853,11 @@ def _numba_sample():
 
 
 add_numba_subchecks(
-    numba_ex, "adam_numba", _SIG, _numba_sample, "the loop as `for i in prange(p.size):`"
+    numba_ex,
+    "adam_numba",
+    _SIG,
+    _numba_sample,
+    "a prange loop over the elements, e.g. `for i in prange(p.size):`,",
 )
 
 
@@ -1012,3 +1016,253 @@ def _(adam_numba):
     expect(p, rp, "float32 p after 2 steps")
     expect(m, rm, "float32 m after 2 steps")
     expect(v, rv, "float32 v after 2 steps")
+
+
+# ------------------------------------------- the largest stable learning rate (no formula)
+
+stable_ex = exercise("largest_stable_lr", ["largest_stable_lr"])
+
+#: the learner may analyse (exact, from the eigenvalues) or search by experiment: a
+#: bisection on "does gradient descent still shrink the error?" halves its bracket each
+#: time, so about 20 halvings from [0, 10] reach a relative 1e-3 at these matrices'
+#: limits (0.001-2). 1e-3 accepts any such search and rejects every wrong rule below,
+#: each of which is off by 2% or more on at least one matrix checked.
+STABLE_RTOL = 1e-3
+
+
+def _stable_ref(A):
+    return 2.0 / float(np.linalg.eigvalsh(np.asarray(A, dtype=np.float64)).max())
+
+
+def _spd(n, seed, condition=30.0, dtype=np.float64):
+    """A symmetric positive definite (n, n) matrix with eigenvalues from 1 to
+    ``condition``, in a random (not axis-aligned) basis."""
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    eig = np.geomspace(1.0, condition, n) * rng.uniform(0.5, 2.0)
+    return ((Q * eig) @ Q.T).astype(dtype)
+
+
+def _eig(A):
+    return np.linalg.eigvalsh(np.asarray(A, dtype=np.float64))
+
+
+STABLE_WRONG = [
+    WrongAnswer(
+        lambda A: 1.0 / _eig(A).max(),
+        "your rate is half the limit: 1/lambda_max solves the steepest direction in one "
+        "step, but the error there is multiplied by 1 - lr lambda, which stays inside "
+        "(-1, 1) up to a larger lr. Where does |1 - lr lambda| reach 1?",
+    ),
+    WrongAnswer(
+        lambda A: 2.0 / _eig(A).min(),
+        "you used the smallest eigenvalue: the flattest direction is the slowest, but the "
+        "steepest one (the largest curvature) is the first to diverge.",
+    ),
+    WrongAnswer(
+        lambda A: 1.0 / _eig(A).min(),
+        "you used 1/lambda_min: the steepest direction (the largest eigenvalue) limits lr, "
+        "and the limit has a factor 2.",
+    ),
+    WrongAnswer(
+        lambda A: 2.0 / float(np.max(np.diag(A))),
+        "you used the largest diagonal entry: that is the curvature along one axis only. "
+        "The directions that matter are A's eigenvectors, which are not the axes when A "
+        "has off-diagonal entries.",
+    ),
+    WrongAnswer(
+        lambda A: 2.0 / float(np.trace(A)),
+        "you used the trace (the sum of all curvatures): only the largest one sets the limit.",
+    ),
+    WrongAnswer(
+        lambda A: 2.0 / float(np.linalg.norm(A)),
+        "you used the Frobenius norm of A: it is above the largest eigenvalue whenever A has "
+        "more than one non-zero eigenvalue. The limit comes from the largest eigenvalue itself.",
+    ),
+]
+
+
+def _expect_numbers(fn, name, calls, want, known, rtol, what):
+    """The learner's numbers for each argument tuple in ``calls`` against ``want``
+    (relative ``rtol``); a known wrong rule's hint when it matches at every call."""
+    got = [_number(fn(*args), f"{name}({what[i]})") for i, args in enumerate(calls)]
+    bad = [
+        i for i, (a, b) in enumerate(zip(got, want, strict=True)) if not abs(a - b) <= rtol * abs(b)
+    ]
+    if not bad:
+        return
+    i = bad[0]
+    message = (
+        f"{name}({what[i]}): expected {want[i]:.6g} (within a relative {rtol:g}), got "
+        f"{got[i]:.6g} (relative error {abs(got[i] - want[i]) / abs(want[i]):.2g})"
+    )
+    if len(bad) > 1:
+        message += f" (and {len(bad) - 1} more of these {len(calls)} values differ)"
+    for wrong in known:
+        values = [quiet(wrong.fn, *args) for args in calls]
+        if all(
+            v is not None and abs(v - g) <= 1e-6 * abs(v) for v, g in zip(values, got, strict=True)
+        ):
+            message += f"\n  Hint: {wrong.hint}"
+            break
+    raise CheckFailed(message)
+
+
+def _stable_cases(fn, cases):
+    calls = [(A,) for A, _ in cases]
+    _expect_numbers(
+        fn,
+        "largest_stable_lr",
+        calls,
+        [_stable_ref(A) for A, _ in cases],
+        STABLE_WRONG,
+        STABLE_RTOL,
+        [label for _, label in cases],
+    )
+
+
+@stable_ex.subcheck("the set's quadratic: the limit found to a relative 1e-3")
+def _(largest_stable_lr):
+    _stable_cases(largest_stable_lr, [(_A.copy(), "A of the text")])
+
+
+@stable_ex.subcheck("2x2 to 20x20 matrices in rotated bases, conditions 3 to 300")
+def _(largest_stable_lr):
+    cases = [
+        (_spd(n, seed, cond), f"a {n}x{n} matrix, condition {cond:g}")
+        for n, seed, cond in ((2, 1, 3.0), (3, 2, 30.0), (5, 3, 100.0), (20, 4, 300.0))
+    ]
+    _stable_cases(largest_stable_lr, cases)
+
+
+@stable_ex.subcheck("a 1x1 matrix, a diagonal one and one with repeated eigenvalues")
+def _(largest_stable_lr):
+    Q, _ = np.linalg.qr(np.random.default_rng(9).standard_normal((4, 4)))
+    cases = [
+        (np.array([[4.0]]), "[[4.0]]"),
+        (np.diag([0.5, 8.0, 2.0]), "diag(0.5, 8, 2)"),
+        ((Q * np.array([3.0, 3.0, 3.0, 0.1])) @ Q.T, "eigenvalues 3, 3, 3, 0.1"),
+    ]
+    _stable_cases(largest_stable_lr, cases)
+
+
+@stable_ex.subcheck("a matrix A, 10 A (a tenth of the limit) and A in float32")
+def _(largest_stable_lr):
+    A = _spd(6, 5, 50.0)
+    _stable_cases(
+        largest_stable_lr,
+        [(A, "a 6x6 matrix A"), (A * 10.0, "10 A"), (A.astype(np.float32), "A in float32")],
+    )
+
+
+@stable_ex.subcheck("the number is a real limit: gradient descent converges just below it")
+def _(largest_stable_lr):
+    # behaviour, not form: 300 steps of gradient descent at 0.98 and 1.02 times the
+    # learner's number, from a start with a component along every eigenvector
+    A = _spd(4, 6, 20.0)
+    lr = _number(largest_stable_lr(A.copy()), "largest_stable_lr(a 4x4 matrix)")
+    if not (math.isfinite(lr) and lr > 0):
+        raise CheckFailed(f"largest_stable_lr(a 4x4 matrix) gave {lr!r}: a learning rate is > 0")
+    ends = []
+    for factor in (0.98, 1.02):
+        p = np.ones(4)
+        for _ in range(300):
+            p = p - factor * lr * (A @ p)
+        ends.append(float(np.linalg.norm(p)))
+    if not (ends[0] < 1.0 < ends[1]):
+        raise CheckFailed(
+            f"gradient descent on this matrix at 0.98 x your rate ends at |p| = {ends[0]:.3g} "
+            f"and at 1.02 x your rate at {ends[1]:.3g} (from |p| = 2): the limit is where it "
+            "turns from shrinking to growing. Hint: find the first direction to diverge."
+        )
+
+
+# ------------------------------------------- momentum's effective step (no formula)
+
+mom_step_ex = exercise("momentum_effective_lr", ["momentum_effective_lr"])
+
+#: a simulation of many steps is an honest answer too: with mu <= 0.95 (the range checked)
+#: the velocity is within mu^n of its limit after n steps, so 200 steps give 3.5e-5
+MOMENTUM_RTOL = 1e-4
+
+MOMENTUM_WRONG = [
+    WrongAnswer(
+        lambda lr, mu: lr * (1 - mu),
+        "you multiplied by 1 - mu: the velocity adds up "
+        "g + mu g + mu^2 g + ..., which grows, not shrinks.",
+    ),
+    WrongAnswer(
+        lambda lr, mu: lr / (1 + mu),
+        "you divided by 1 + mu: the series 1 + mu + mu^2 + ... sums to 1 / (1 - mu).",
+    ),
+    WrongAnswer(
+        lambda lr, mu: lr * mu / (1 - mu),
+        "you summed mu + mu^2 + ... without the "
+        "first term: v starts at 0, and the first step is already lr g.",
+    ),
+    WrongAnswer(
+        lambda lr, mu: lr / mu,
+        "you divided by mu: with mu = 0 momentum is plain "
+        "gradient descent, an effective rate of lr.",
+    ),
+    WrongAnswer(
+        lambda lr, mu: lr / (1 - mu) ** 2,
+        "you squared 1 - mu: one geometric series, 1 + mu + mu^2 + ..., is 1 / (1 - mu).",
+    ),
+    WrongAnswer(
+        lambda lr, mu: lr * (1 + mu),
+        "you stopped after two terms, 1 + mu: the "
+        "velocity keeps growing, towards the sum of the whole series.",
+    ),
+]
+
+
+def _momentum_calls(fn, pairs, name="momentum_effective_lr"):
+    calls = list(pairs)
+    _expect_numbers(
+        fn,
+        name,
+        calls,
+        [lr / (1 - mu) for lr, mu in calls],
+        MOMENTUM_WRONG,
+        MOMENTUM_RTOL,
+        [f"lr={lr:g}, mu={mu:g}" for lr, mu in calls],
+    )
+
+
+@mom_step_ex.subcheck("the typical mu = 0.9 and 0.5")
+def _(momentum_effective_lr):
+    _momentum_calls(momentum_effective_lr, [(0.01, 0.9), (0.1, 0.5)])
+
+
+@mom_step_ex.subcheck("mu = 0 is plain gradient descent: the rate itself")
+def _(momentum_effective_lr):
+    _momentum_calls(momentum_effective_lr, [(0.03, 0.0), (1.0, 0.0)])
+
+
+@mom_step_ex.subcheck("every mu from 0.05 to 0.95 and rates from 1e-4 to 3")
+def _(momentum_effective_lr):
+    _momentum_calls(
+        momentum_effective_lr,
+        [(lr, mu) for mu in (0.05, 0.3, 0.6, 0.8, 0.95) for lr in (1e-4, 0.02, 3.0)],
+    )
+
+
+@mom_step_ex.subcheck("it matches nnlib's SGD(momentum=mu) after many steps of a constant gradient")
+def _(momentum_effective_lr):
+    for lr, mu in ((0.05, 0.9), (0.2, 0.7)):
+        p, g = np.zeros(1), np.full(1, 2.0)
+        sgd = optim.SGD(lr=lr, momentum=mu)
+        sgd.backend = "numpy"
+        sgd.bind({"p": p}, {"p": g})
+        for _ in range(400):
+            before = p[0]
+            sgd.step()
+        step = (before - p[0]) / 2.0  # the last step per unit of gradient
+        got = _number(momentum_effective_lr(lr, mu), f"momentum_effective_lr(lr={lr:g}, mu={mu:g})")
+        if not abs(got - step) <= MOMENTUM_RTOL * step:
+            raise CheckFailed(
+                f"nnlib's SGD(lr={lr:g}, momentum={mu:g}) on a constant gradient moves p by "
+                f"{step:.6g} per unit of gradient after 400 steps; your effective rate is "
+                f"{got:.6g}. Hint: write out v after 1, 2, 3 steps and see what it tends to."
+            )

@@ -19,9 +19,18 @@ from mutant_harness import (
 )
 
 SET = ExerciseSet("04_gradient_descent.ipynb")
-MB, MOM, RMS, ADAM, LR, NUMBA = (
+MB, MOM, RMS, ADAM, LR, NUMBA, STABLE, EFFECTIVE = (
     SET.answers[name]
-    for name in ("minibatches", "sgd_momentum", "rmsprop", "adam", "cosine_lr", "adam_numba")
+    for name in (
+        "minibatches",
+        "sgd_momentum",
+        "rmsprop",
+        "adam",
+        "cosine_lr",
+        "adam_numba",
+        "largest_stable_lr",
+        "momentum_effective_lr",
+    )
 )
 
 
@@ -464,6 +473,90 @@ MUTANTS = [
         ),
         "adam_numba left m unchanged",
     ),
+    # ------------------------------------------------------------ largest_stable_lr
+    (
+        "largest_stable_lr",
+        "1/lambda_max (the rate that solves the steepest direction in one step)",
+        mutate(STABLE, "2.0 / float(", "1.0 / float("),
+        "your rate is half the limit",
+    ),
+    (
+        "largest_stable_lr",
+        "the smallest eigenvalue",
+        mutate(STABLE, "eigvalsh(A).max()", "eigvalsh(A).min()"),
+        "you used the smallest eigenvalue",
+    ),
+    (
+        "largest_stable_lr",
+        "1/lambda_min: the wrong end and no factor 2",
+        mutate(
+            STABLE,
+            "2.0 / float(np.linalg.eigvalsh(A).max())",
+            "1.0 / float(np.linalg.eigvalsh(A).min())",
+        ),
+        "you used 1/lambda_min",
+    ),
+    (
+        "largest_stable_lr",
+        "the largest diagonal entry taken for the largest curvature",
+        mutate(STABLE, "np.linalg.eigvalsh(A).max()", "np.diag(A).max()"),
+        "you used the largest diagonal entry",
+    ),
+    (
+        "largest_stable_lr",
+        "the trace",
+        mutate(STABLE, "np.linalg.eigvalsh(A).max()", "np.trace(A)"),
+        "you used the trace",
+    ),
+    (
+        "largest_stable_lr",
+        "the Frobenius norm for the largest eigenvalue",
+        mutate(STABLE, "np.linalg.eigvalsh(A).max()", "np.linalg.norm(A)"),
+        "you used the Frobenius norm",
+    ),
+    (
+        "largest_stable_lr",
+        "an array instead of a number",
+        mutate(STABLE, "float(np.linalg.eigvalsh(A).max())", "np.linalg.eigvalsh(A)[-1:]"),
+        "expected the learning rate as a number",
+    ),
+    # -------------------------------------------------------- momentum_effective_lr
+    (
+        "momentum_effective_lr",
+        "mu where 1 - mu belongs (lr (1 - mu))",
+        mutate(EFFECTIVE, "lr / (1 - mu)", "lr * (1 - mu)"),
+        "you multiplied by 1 - mu",
+    ),
+    (
+        "momentum_effective_lr",
+        "the series summed to 1 / (1 + mu)",
+        mutate(EFFECTIVE, "lr / (1 - mu)", "lr / (1 + mu)"),
+        "you divided by 1 + mu",
+    ),
+    (
+        "momentum_effective_lr",
+        "the first term of the series left out",
+        mutate(EFFECTIVE, "lr / (1 - mu)", "lr * mu / (1 - mu)"),
+        "without the first term",
+    ),
+    (
+        "momentum_effective_lr",
+        "divided by mu",
+        mutate(EFFECTIVE, "lr / (1 - mu)", "lr / mu if mu else lr"),
+        "you divided by mu",
+    ),
+    (
+        "momentum_effective_lr",
+        "(1 - mu) squared",
+        mutate(EFFECTIVE, "lr / (1 - mu)", "lr / (1 - mu) ** 2"),
+        "you squared 1 - mu",
+    ),
+    (
+        "momentum_effective_lr",
+        "two terms of the series",
+        mutate(EFFECTIVE, "lr / (1 - mu)", "lr * (1 + mu)"),
+        "you stopped after two terms",
+    ),
 ]
 
 
@@ -586,6 +679,83 @@ ALTERNATIVES = [
                 v[i] = vi
                 p[i] = p[i] - step_size * mi / (np.sqrt(vi) / root_c2 + eps)
             return p
+        """),
+    ),
+    (
+        "adam_numba",
+        "a prange over blocks of 64 elements, a serial loop inside each block",
+        M("""
+        @njit(parallel=True)
+        def adam_numba(p, g, m, v, t, lr, beta1, beta2, eps):
+            n = p.size
+            c1 = 1.0 - beta1**t
+            c2 = 1.0 - beta2**t
+            blocks = (n + 63) // 64
+            for b in prange(blocks):
+                for i in range(b * 64, min(n, (b + 1) * 64)):
+                    m[i] = beta1 * m[i] + (1.0 - beta1) * g[i]
+                    v[i] = beta2 * v[i] + (1.0 - beta2) * g[i] ** 2
+                    p[i] = p[i] - lr * (m[i] / c1) / (math.sqrt(v[i] / c2) + eps)
+        """),
+    ),
+    (
+        "largest_stable_lr",
+        "by experiment: bisection on whether |p| still falls from step 1,000 to 2,000",
+        M("""
+        def largest_stable_lr(A):
+            A = np.asarray(A, dtype=np.float64)
+
+            def shrinks(lr):  # does |p| still fall between step 1,000 and step 2,000?
+                p = np.random.default_rng(0).standard_normal(A.shape[0])
+                for step in range(2000):
+                    p = p - lr * (A @ p)
+                    if np.abs(p).max() > 1e6:
+                        return False
+                    if step == 999:
+                        middle = np.linalg.norm(p)
+                return np.linalg.norm(p) <= middle  # (both 0 once p underflows)
+
+            lo, hi = 0.0, 10.0
+            for _ in range(30):
+                mid = (lo + hi) / 2
+                if shrinks(mid):
+                    lo = mid
+                else:
+                    hi = mid
+            return lo
+        """),
+    ),
+    (
+        "largest_stable_lr",
+        "power iteration for the largest eigenvalue",
+        M("""
+        def largest_stable_lr(A):
+            x = np.ones(len(A)) / math.sqrt(len(A)) + 0.01 * np.arange(len(A))
+            for _ in range(5000):
+                y = A @ x
+                x = y / np.linalg.norm(y)
+            return 2 / float(x @ A @ x)
+        """),
+    ),
+    (
+        "momentum_effective_lr",
+        "by experiment: run the update 3,000 steps on g = 1",
+        M("""
+        def momentum_effective_lr(lr, mu):
+            v = p = 0.0
+            for _ in range(3000):
+                v = mu * v + 1.0
+                last = lr * v
+                p -= last
+            return last
+        """),
+    ),
+    (
+        "momentum_effective_lr",
+        "the geometric series summed term by term",
+        M("""
+        def momentum_effective_lr(lr, mu):
+            return lr * sum(mu**k for k in range(1000))
         """),
     ),
 ]
