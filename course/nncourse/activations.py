@@ -1290,10 +1290,11 @@ cuda_ex.error_hints.append(
     )
 )
 
-# relu_gpu's sizes: one element, less than and just past four blocks of 256, and many
+# relu_gpu's sizes: one element, less than and past four blocks of 256, and many
 # blocks. The simulator runs each thread as a Python thread (a third of a millisecond
 # each, more in a busy kernel), so there "many" is just past eight blocks of 256.
 MANY_BLOCKS, MANY_BLOCKS_SIMULATED = 100_000, 2049
+PAST_FOUR_BLOCKS = 1100  # 4 * 256 + 76
 
 
 def _where_it_ran(facts):
@@ -1302,7 +1303,7 @@ def _where_it_ran(facts):
     where = "under the CUDA simulator (no GPU here)" if facts.get("simulator") else "on the GPU"
     return [
         f"ran {where}",
-        f"relu_gpu was checked at n = 1, 1000, 1025 and {MANY_BLOCKS} "
+        f"relu_gpu was checked at n = 1, 1000, {PAST_FOUR_BLOCKS} and {MANY_BLOCKS} "
         f"({MANY_BLOCKS_SIMULATED} under the simulator)",
     ]
 
@@ -1445,12 +1446,15 @@ def _(relu_kernel, relu_gpu):
         _expect_relu_gpu(relu_kernel, relu_gpu, n, seed)
 
 
-@cuda_ex.subcheck("relu_gpu(x) covers every element for n = 1025, just past four blocks")
+@cuda_ex.subcheck(f"relu_gpu(x) covers every element for n = {PAST_FOUR_BLOCKS}, past four blocks")
 def _(relu_kernel, relu_gpu):
-    # twice, the last element positive then negative: memory left unwritten holds the
-    # right value by luck for at most one of them (see _cuda_input)
+    # The 76 elements past four blocks hold both signs: memory a short launch leaves
+    # unwritten holds zeros (wrong where x > 0) or a stale copy of this x (wrong where
+    # x < 0), or a mixture, and none of those is max(x, 0) everywhere. One element past
+    # the end would not do: a stale copy of x is right there when it is positive, and
+    # zeros when it is negative. Twice, with the last element positive then negative.
     for seed, last in ((21, 1), (23, -1)):
-        _expect_relu_gpu(relu_kernel, relu_gpu, 1025, seed, last)
+        _expect_relu_gpu(relu_kernel, relu_gpu, PAST_FOUR_BLOCKS, seed, last)
 
 
 @cuda_ex.subcheck("relu_gpu(x) covers every element of an array of many blocks")
