@@ -86,7 +86,7 @@ def make_problem(d, h, k, n, seed=0):
 # NumPy arrays named like nnlib's ("0.W" (D, H), "0.b", "1.W", "1.b").
 
 
-def nnlib_step(backend, weights, X, y, optimizer="adam"):
+def nnlib_step(backend, weights, X, y, optimizer="adam", compiled=True):
     d, h = weights["0.W"].shape
     k = weights["1.W"].shape[1]
     model = nl.Sequential([nl.Dense(d, h, activation="relu"), nl.Dense(h, k)])
@@ -98,7 +98,7 @@ def nnlib_step(backend, weights, X, y, optimizer="adam"):
         opt = nl.optim.Adam(lr=LR, betas=BETAS, eps=EPS)
 
     def step():
-        return model.train_on_batch(X, y, optimizer=opt, backend=backend)
+        return model.train_on_batch(X, y, optimizer=opt, backend=backend, compiled=compiled)
 
     def loss():
         return step()
@@ -228,6 +228,7 @@ def matmul_floor(weights, X):
 def contenders(weights, X, y, optimizer="adam"):
     """(name, (step, loss, weights) or None, reason it cannot run)."""
     yield "nnlib cpu", nnlib_step("cpu", weights, X, y, optimizer), None
+    yield "nnlib layers", nnlib_step("cpu", weights, X, y, optimizer, compiled=False), None
     yield "numpy ref", nnlib_step("numpy", weights, X, y, optimizer), None
     try:
         import torch
@@ -358,6 +359,61 @@ def fit_against_train_on_batch(d, h, k, n, n_batches, rounds):
     return ratio, statistics.median(times["fit"]), statistics.median(times["train_on_batch"])
 
 
+def fit_against_torch(d, h, k, n_samples, batch, epochs, rounds):
+    """``fit`` (compiled epochs, and layer by layer) against the same loop in PyTorch
+    eager: ``epochs`` shuffled epochs of ``n_samples`` in batches of ``batch``, Adam.
+    Returns each contender's per-round times (s)."""
+    weights, _, _ = make_problem(d, h, k, batch)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((n_samples, d)).astype(np.float32)
+    y = rng.integers(0, k, n_samples)
+    runs = {}
+    for name, flag in (("nnlib fit", True), ("nnlib fit, layers", False)):
+        model = nl.Sequential([nl.Dense(d, h, activation="relu"), nl.Dense(h, k)]).build()
+        model.set_parameters(weights)
+        opt = nl.optim.Adam(lr=LR, betas=BETAS, eps=EPS)
+
+        def run(model=model, opt=opt, flag=flag):
+            history = model.fit(
+                X, y, optimizer=opt, epochs=epochs, batch_size=batch, seed=0, verbose=0,
+                backend="cpu", compiled=flag,
+            )  # fmt: skip
+            return history.path
+
+        runs[name] = run
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+        net = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.ReLU(), torch.nn.Linear(h, k))
+        opt_t = torch.optim.Adam(net.parameters(), lr=LR, betas=BETAS, eps=EPS)
+        xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        gen = torch.Generator().manual_seed(0)
+
+        def torch_fit():
+            for _ in range(epochs):
+                order = torch.randperm(n_samples, generator=gen)
+                for lo in range(0, n_samples, batch):
+                    idx = order[lo : lo + batch]
+                    opt_t.zero_grad(set_to_none=True)
+                    loss = torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx])
+                    loss.backward()
+                    opt_t.step()
+            return "torch eager"
+
+        runs["torch eager loop"] = torch_fit
+    except ImportError:
+        print("  torch eager loop: skipped, PyTorch is not installed")
+    paths = {name: run() for name, run in runs.items()}  # warm up (and compile)
+    print("  paths: " + ", ".join(f"{name}: {path}" for name, path in paths.items()))
+    names = list(runs)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times[name].append(time_block(runs[name], 1))
+    return times
+
+
 IMPORT_CODE = (
     "import time; t0 = time.perf_counter()\n"
     "import nnlib, sys\n"
@@ -381,7 +437,7 @@ def first_step_code(d, h, k, n):
 
 def time_first_step(code, cache_dir, python=sys.executable):
     """(wall time of ``python -c code``, the first number it prints)."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir, NNLIB_CACHE_DIR=cache_dir)
     t0 = time.perf_counter()
     proc = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -480,6 +536,22 @@ def main():
             print(
                 f"  {d}-{h}-{k} batch {n}: fit {1e6 * t_fit:.0f} us a step, train_on_batch "
                 f"{1e6 * t_step:.0f} us a step, fit / train_on_batch = {ratio:.3f} (median)"
+            )
+        print(f"  load average: {os.getloadavg()}")
+
+    if not args.skip_fit:
+        d, h, k = 64, 128, 10
+        print(
+            f"\nfit, {d}-{h}-{k}, 4096 samples, batch 64, 2 shuffled epochs, Adam; "
+            f"{args.fit_rounds} rounds, rotated:"
+        )
+        times = fit_against_torch(d, h, k, 4096, 64, 2, args.fit_rounds)
+        base = times["nnlib fit"]
+        for name, ts in times.items():
+            ratio = statistics.median(t / c for t, c in zip(ts, base, strict=True))
+            print(
+                f"  {name:18s} median {1e3 * statistics.median(ts):8.2f} ms, best "
+                f"{1e3 * min(ts):8.2f} ms, {ratio:.2f}x nnlib fit's time"
             )
         print(f"  load average: {os.getloadavg()}")
 

@@ -25,6 +25,7 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import (
     callbacks,
+    compiled,
     datasets,
     functional,
     init,
@@ -47,6 +48,7 @@ from ._backend import (
 from .gradient_check import GradCheck, gradcheck
 from .layers import (
     ELU,
+    GELU,
     BatchNorm1d,
     Conv2D,
     Dense,
@@ -59,6 +61,7 @@ from .layers import (
     PReLU,
     ReLU,
     Sigmoid,
+    SiLU,
     Softmax,
     Tanh,
 )
@@ -72,6 +75,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "BACKENDS",
     "ELU",
+    "GELU",
     "BackendUnavailableError",
     "BatchNorm1d",
     "Conv2D",
@@ -86,12 +90,14 @@ __all__ = [
     "PReLU",
     "ReLU",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Tanh",
     "__version__",
     "available_backends",
     "callbacks",
+    "compiled",
     "datasets",
     "functional",
     "get_backend",

@@ -66,6 +66,8 @@ class History(Callback):
     def __init__(self):
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
+        #: how fit trained, at its end: "compiled epoch", "compiled step" or "layer by layer"
+        self.path = None
 
     def on_epoch_end(self, epoch, logs):
         self.epoch.append(epoch)

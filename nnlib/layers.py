@@ -872,6 +872,18 @@ class Tanh(_Elementwise):
     fn, fn_backward = staticmethod(F.tanh), staticmethod(F.tanh_backward)
 
 
+class GELU(_Elementwise):
+    """``x * Phi(x)``, Phi the standard normal CDF (the exact form, not the tanh one)."""
+
+    fn, fn_backward = staticmethod(F.gelu), staticmethod(F.gelu_backward)
+
+
+class SiLU(_Elementwise):
+    """``x * sigmoid(x)`` (also called swish)."""
+
+    fn, fn_backward = staticmethod(F.silu), staticmethod(F.silu_backward)
+
+
 class LeakyReLU(_Elementwise):
     """``x`` where ``x > 0``, else ``alpha * x`` (alpha fixed)."""
 

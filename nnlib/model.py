@@ -92,6 +92,9 @@ class Sequential:
         self.output_grads: list = []
         self.store: ParameterStore | None = None  # made by build()
         self._train_plan = None  # the training.TrainStep train_on_batch keeps
+        #: how the last fit or train_on_batch ran: "compiled epoch", "compiled step" or
+        #: "layer by layer" (None before any)
+        self.training_path = None
         self._check_chain()
         # built now when nothing is left to infer: every input width known and a seed (or
         # every Dense seeded: the rest needs no randomness), or no layer left to build
@@ -333,6 +336,7 @@ class Sequential:
         backend: str | None = None,
         reduction: str = "mean",
         check_finite: bool = True,
+        compiled: bool = True,
     ) -> cb.History:
         """Train the model; return a :class:`nnlib.callbacks.History`.
 
@@ -358,6 +362,14 @@ class Sequential:
         check_finite : stop with :class:`nnlib.training.TrainingDivergedError` as soon
             as the training loss is NaN or infinite (after the batch on the host, at the
             end of the epoch on the GPU). ``False`` trains on regardless.
+        compiled : True (default): on the cpu backend, a model built from the layers,
+            losses and optimizers :mod:`nnlib.compiled` supports trains by a compiled
+            step (the same kernels, with no Python between the layers), a whole epoch
+            per call when no callback runs between batches; any other model trains layer
+            by layer, with a one-line note saying why at ``verbose=1``. ``False``: layer
+            by layer, the readable path. The two train identically.
+            ``history.path`` (and ``model.training_path``) says which ran:
+            ``"compiled epoch"``, ``"compiled step"`` or ``"layer by layer"``.
         """
         return training.fit(
             self,
@@ -376,6 +388,7 @@ class Sequential:
             backend=backend,
             reduction=reduction,
             check_finite=check_finite,
+            compiled=compiled,
         )
 
     def train_on_batch(
@@ -387,6 +400,7 @@ class Sequential:
         optimizer: Optimizer | None = None,
         backend: str | None = None,
         reduction: str = "mean",
+        compiled: bool = True,
     ) -> float:
         """One training step on the batch ``(X, y)``: forward (training mode), loss,
         backward, one optimizer update. Returns the batch's loss (a float).
@@ -414,9 +428,18 @@ class Sequential:
             kept for the calls without one.
         backend : "numpy", "cpu" or "cuda"
         reduction : "mean" or "sum"
+        compiled : True (default): one compiled call where the model allows it (as in
+            :meth:`fit`); ``False``: layer by layer. ``model.training_path`` says which ran.
         """
         return training.train_on_batch(
-            self, X, y, loss=loss, optimizer=optimizer, backend=backend, reduction=reduction
+            self,
+            X,
+            y,
+            loss=loss,
+            optimizer=optimizer,
+            backend=backend,
+            reduction=reduction,
+            compiled=compiled,
         )
 
     # ------------------------------------------------------------------ inference

@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from . import callbacks as cb
+from . import compiled as compiled_
 from . import init as initializers
 from . import losses as losses_
 from ._arrays import to_backend, to_host, zeros_like_on
@@ -81,9 +82,21 @@ class TrainStep:
 
     It also carries the thread policy: a small step runs its Numba loops on one thread
     (see :data:`SERIAL_BELOW`).
+
+    ``compiled=True``: where :func:`nnlib.compiled.plan` can compile the model (cpu
+    backend, supported layers, loss and optimizer), a step runs as one compiled call of
+    the same kernels (:attr:`fast`); otherwise, or with ``compiled=False``, layer by
+    layer. :attr:`path` says which ran last, :attr:`why` why not the compiled one.
     """
 
-    def __init__(self, model, loss_fn: losses_.Loss, optimizer: Optimizer, backend: str):
+    def __init__(
+        self,
+        model,
+        loss_fn: losses_.Loss,
+        optimizer: Optimizer,
+        backend: str,
+        compiled: bool = True,
+    ):
         model._require_built("training")
         self.model, self.loss_fn = model, loss_fn
         self.optimizer = check_optimizer(optimizer)
@@ -97,6 +110,21 @@ class TrainStep:
             if isinstance(layer, (Dense, Conv2D)) and width is not None:
                 self.work_per_example += math.prod(np.atleast_1d(width))
         self.prepare()
+        if compiled:
+            self.fast, self.why = compiled_.plan(model, loss_fn, self.optimizer, self.backend)
+        else:
+            self.fast, self.why = None, "compiled=False"
+        self.path = None  # "compiled epoch", "compiled step" or "layer by layer", once run
+
+    def compiled_now(self, n: int, hooks=()) -> str:
+        """ "" when a step on ``n`` examples runs compiled, else why not."""
+        if self.fast is None:
+            return self.why
+        if hooks:
+            return "a callback runs between the backward pass and the update"
+        if n == 0:
+            return "the batch is empty"
+        return self.fast.usable()
 
     def prepare(self) -> None:
         """Place the parameters for the backend and bind the optimizer to them."""
@@ -125,10 +153,15 @@ class TrainStep:
 
     def __call__(self, X, targets, acc, after_backward=(), *args):
         model, loss_fn = self.model, self.loss_fn
+        fast = not self.compiled_now(len(X), after_backward)
         threads = numba.get_num_threads() if self.serial(len(X)) else None
         if threads is not None:
             numba.set_num_threads(1)
         try:
+            if fast:
+                self.path = "compiled step"
+                return self.fast.step(X, targets, acc)
+            self.path = "layer by layer"
             out = model._forward(X, training=True)
             loss_fn.accumulate(out, targets, acc)
             model.backward(loss_fn.backward(), input_grad=False)
@@ -140,20 +173,36 @@ class TrainStep:
                 numba.set_num_threads(threads)
         return out
 
+    def epoch(self, X, targets, order, batch_size, acc, check_finite) -> int:
+        """Every mini-batch of an epoch as one compiled call (see
+        :meth:`nnlib.compiled.CompiledStep.epoch`); the caller checked
+        :meth:`compiled_now`. Returns the number of batches run."""
+        threads = numba.get_num_threads() if self.serial(min(batch_size, len(X))) else None
+        if threads is not None:
+            numba.set_num_threads(1)
+        try:
+            self.path = "compiled epoch"
+            return self.fast.epoch(X, targets, order, batch_size, acc, check_finite)
+        finally:
+            if threads is not None:
+                numba.set_num_threads(threads)
 
-def train_on_batch(model, X, y, *, loss, optimizer, backend, reduction) -> float:
+
+def train_on_batch(model, X, y, *, loss, optimizer, backend, reduction, compiled=True) -> float:
     """What :meth:`nnlib.Sequential.train_on_batch` does (see there)."""
     model._require_built("train_on_batch()")
+    compiled = _check_compiled(compiled)
     step = model._train_plan
-    if step is None or not _same_plan(step, loss, optimizer, backend, reduction):
+    if step is None or not _same_plan(step, loss, optimizer, backend, reduction, compiled):
         if optimizer is None:  # one default Adam, kept between the calls without one
             kept = step is not None and step.default_optimizer
             optimizer = step.optimizer if kept else Adam(lr=1e-3)
             default = True
         else:
             default = False
-        step = TrainStep(model, losses_.get(loss, reduction), optimizer, backend)
+        step = TrainStep(model, losses_.get(loss, reduction), optimizer, backend, compiled)
         step.loss, step.reduction, step.default_optimizer = loss, reduction, default
+        step.compiled = compiled
         model._train_plan = step
     elif not step.ready():
         step.prepare()
@@ -164,10 +213,20 @@ def train_on_batch(model, X, y, *, loss, optimizer, backend, reduction) -> float
     X, targets = to_backend(X, step.backend), to_backend(targets, step.backend)
     acc = zeros_like_on(X, 2)  # [loss sum, correct count], where the data lives
     out = step(X, targets, acc)
+    model.training_path = step.path
     return float(to_host(acc)[0]) * step.loss_fn._scale(out)
 
 
-def _same_plan(step, loss, optimizer, backend, reduction) -> bool:
+def _check_compiled(compiled) -> bool:
+    if not isinstance(compiled, (bool, np.bool_)):
+        raise TypeError(
+            f"compiled must be True (a compiled step where the model allows it) or False "
+            f"(layer by layer); got {compiled!r}"
+        )
+    return bool(compiled)
+
+
+def _same_plan(step, loss, optimizer, backend, reduction, compiled=True) -> bool:
     same_optimizer = step.default_optimizer if optimizer is None else optimizer is step.optimizer
     same_loss = loss is step.loss or (isinstance(loss, str) and loss == step.loss)
     return (
@@ -175,6 +234,7 @@ def _same_plan(step, loss, optimizer, backend, reduction) -> bool:
         and same_loss
         and reduction == step.reduction
         and resolve_backend(backend) == step.backend
+        and compiled is step.compiled
     )
 
 
@@ -202,9 +262,11 @@ def fit(
     backend: str | None = None,
     reduction: str = "mean",
     check_finite: bool = True,
+    compiled: bool = True,
 ) -> cb.History:
     """What :meth:`nnlib.Sequential.fit` does (see there for the arguments)."""
     # ---- validate everything before any kernel runs
+    compiled = _check_compiled(compiled)
     epochs = check_int(epochs, "epochs", 0)
     batch_size = check_int(batch_size, "batch_size", 1)
     optimizer = check_optimizer(Adam(lr=1e-3) if optimizer is None else optimizer)
@@ -257,7 +319,7 @@ def fit(
     # The data, the parameters and the optimizer state go where the backend computes,
     # once: on "cuda" nothing crosses the bus again until the end of fit (except the
     # shuffled order, once per epoch, and the epoch's loss sums, read back once).
-    step = TrainStep(model, loss_fn, optimizer, backend)
+    step = TrainStep(model, loss_fn, optimizer, backend, compiled)
     X, targets = to_backend(X, backend), to_backend(targets, backend)
     if X_val is not None:
         X_val, y_val = to_backend(X_val, backend), to_backend(y_val, backend)
@@ -271,6 +333,11 @@ def fit(
     n = len(X)
     n_batches = -(-n // batch_size)
     model.stop_training = False
+    # A whole epoch runs as one compiled call when no callback runs between batches.
+    per_batch_hooks = bool(batch_begin or batch_end or after_backward)
+    why = step.compiled_now(min(n, batch_size), after_backward)
+    if why and verbose and compiled and backend == "cpu" and epochs > 0:
+        print(f"fit: training layer by layer, not compiled: {why}")
     bar = _progress(epochs, verbose)
 
     # ---- the loop (its end, the boundary back to the host, runs even on an error)
@@ -285,18 +352,16 @@ def fit(
             # SPEEDTIP: on the host the running loss sum is checked after every batch (a float
             # read); on the GPU once an epoch, from the epoch's one read-back
             per_batch = check_finite and isinstance(acc, np.ndarray)
-            for b in range(n_batches):
-                idx = order[b * batch_size : (b + 1) * batch_size]
-                logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
-                for hook in batch_begin:
-                    hook(b, logs)
+            if not per_batch_hooks and not step.compiled_now(min(n, batch_size)):
+                # the whole epoch in one compiled call
                 if not step.ready():
                     step.prepare()  # a callback moved the parameters
-                step(take_rows(X, idx), take_rows(targets, idx), acc, after_backward, b, logs)
+                done = step.epoch(X, targets, order, batch_size, acc, per_batch)
                 if per_batch and not math.isfinite(acc[0]):
-                    raise _diverged(epoch, b, n_batches, optimizer, acc[0])
-                for hook in batch_end:
-                    hook(b, logs)
+                    raise _diverged(epoch, done - 1, n_batches, optimizer, acc[0])
+            else:
+                hooks = (batch_begin, batch_end, after_backward)
+                _batches(step, X, targets, order, batch_size, acc, per_batch, epoch, hooks)
             logs = model._epoch_logs(acc, n, loss_fn, width)  # the epoch's one read-back
             if check_finite and not math.isfinite(logs["loss"]):
                 raise _diverged(epoch, None, n_batches, optimizer, logs["loss"])
@@ -320,7 +385,27 @@ def fit(
         model._set_training(False)
         model._place("numpy")  # back to host memory: the end of fit is an explicit boundary
         bind(optimizer, model.store)
+        history.path = model.training_path = step.path
     return history
+
+
+def _batches(step, X, targets, order, batch_size, acc, per_batch, epoch, hooks) -> None:
+    """An epoch batch by batch, each step compiled or layer by layer (see TrainStep),
+    with the callbacks' batch hooks between them."""
+    batch_begin, batch_end, after_backward = hooks
+    n_batches = -(-len(X) // batch_size)
+    for b in range(n_batches):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        logs = {"batch": b, "n_batches": n_batches, "size": len(idx)}
+        for hook in batch_begin:
+            hook(b, logs)
+        if not step.ready():
+            step.prepare()  # a callback moved the parameters
+        step(take_rows(X, idx), take_rows(targets, idx), acc, after_backward, b, logs)
+        if per_batch and not math.isfinite(acc[0]):
+            raise _diverged(epoch, b, n_batches, step.optimizer, acc[0])
+        for hook in batch_end:
+            hook(b, logs)
 
 
 def _check_batch_norm_batches(model, n: int, batch_size: int) -> None:
