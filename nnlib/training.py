@@ -39,6 +39,60 @@ __all__ = ["SERIAL_BELOW", "TrainStep", "TrainingDivergedError", "fit"]
 # 1.1x; a 784-1024-10 one, 1.3 million elements, the same either way). BLAS keeps its
 # own threads.
 SERIAL_BELOW = 500_000
+# Below this many floating-point operations in a step's matrix products (the Dense
+# layers' forward and backward products), BLAS runs them on one thread too: measured on
+# the reference machine, one thread was faster for a 64-128-10 step at batch 64 (3.6
+# MFLOP: 66 us against 124 us a step) and a 256-256-10 one at batch 64 (26 MFLOP: 267
+# against 302 us), two for 784-256-10 at batch 32 (51 MFLOP: 396 against 447 us) and
+# above. Needs threadpoolctl (optional) to reach the BLAS library.
+BLAS_SERIAL_BELOW = 32_000_000
+
+
+_BLAS = None  # threadpoolctl's controllers of the loaded OpenBLAS libraries, once found
+
+
+def _blas_libraries():
+    """The OpenBLAS libraries loaded in this process (SciPy's is the one ``np.dot``
+    calls inside the kernels), as threadpoolctl controllers; [] without threadpoolctl,
+    an optional dependency (the course's environment has it)."""
+    global _BLAS
+    if _BLAS is None:
+        try:
+            import scipy.linalg.cython_blas  # noqa: F401  (loads SciPy's BLAS, as Numba does)
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            _BLAS = []
+        else:
+            _BLAS = ThreadpoolController().select(internal_api="openblas").lib_controllers
+    return _BLAS
+
+
+class _OneThread:
+    """``with _OneThread(loops, blas):`` runs a small step's Numba loops (``loops``) and
+    its BLAS calls (``blas``) on the calling thread, then restores the thread counts.
+
+    SPEEDTIP: on the 2-core reference machine a 64-128-10 step's five matrix products
+    took 60 us with OpenBLAS's two threads and 34 us on one (waking the second thread
+    costs more than the product), and the whole compiled step 110 us against 54 us."""
+
+    def __init__(self, loops: bool, blas: bool):
+        self.loops, self.blas = loops, blas
+
+    def __enter__(self):
+        if self.loops:
+            self.threads = numba.get_num_threads()
+            numba.set_num_threads(1)
+        self.libs = [(lib, lib.num_threads) for lib in _blas_libraries()] if self.blas else []
+        for lib, _ in self.libs:
+            lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.loops:
+            numba.set_num_threads(self.threads)
+        for lib, n in self.libs:
+            lib.set_num_threads(n)
+        return False
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -105,10 +159,13 @@ class TrainStep:
         # elementwise work of a step: every parameter, plus the outputs of each Dense (H)
         # and Conv2D (F * OH * OW) per example
         self.work_per_example, width = 0, model.input_features
+        self.flops_per_example = 0  # of the Dense layers' products, forward and backward
         for layer in model.layers:
             width = layer.output_features(width)
             if isinstance(layer, (Dense, Conv2D)) and width is not None:
                 self.work_per_example += math.prod(np.atleast_1d(width))
+            if isinstance(layer, Dense):
+                self.flops_per_example += 6 * layer.in_features * layer.out_features
         self.prepare()
         if compiled:
             self.fast, self.why = compiled_.plan(model, loss_fn, self.optimizer, self.backend)
@@ -151,13 +208,14 @@ class TrainStep:
         work = self.model.store.size + n * self.work_per_example
         return self.backend == "cpu" and work < SERIAL_BELOW
 
+    def serial_blas(self, n: int) -> bool:
+        """Whether a step on ``n`` examples runs its matrix products on one thread."""
+        return self.backend == "cpu" and n * self.flops_per_example < BLAS_SERIAL_BELOW
+
     def __call__(self, X, targets, acc, after_backward=(), *args):
         model, loss_fn = self.model, self.loss_fn
         fast = not self.compiled_now(len(X), after_backward)
-        threads = numba.get_num_threads() if self.serial(len(X)) else None
-        if threads is not None:
-            numba.set_num_threads(1)
-        try:
+        with _OneThread(self.serial(len(X)), self.serial_blas(len(X))):
             if fast:
                 self.path = "compiled step"
                 return self.fast.step(X, targets, acc)
@@ -168,24 +226,16 @@ class TrainStep:
             for hook in after_backward:  # (callbacks: they may change gradients in place)
                 hook(*args)
             self.optimizer.step()  # every parameter in one call, on the flat buffers
-        finally:
-            if threads is not None:
-                numba.set_num_threads(threads)
         return out
 
     def epoch(self, X, targets, order, batch_size, acc, check_finite) -> int:
         """Every mini-batch of an epoch as one compiled call (see
         :meth:`nnlib.compiled.CompiledStep.epoch`); the caller checked
         :meth:`compiled_now`. Returns the number of batches run."""
-        threads = numba.get_num_threads() if self.serial(min(batch_size, len(X))) else None
-        if threads is not None:
-            numba.set_num_threads(1)
-        try:
+        rows = min(batch_size, len(X))
+        with _OneThread(self.serial(rows), self.serial_blas(rows)):
             self.path = "compiled epoch"
             return self.fast.epoch(X, targets, order, batch_size, acc, check_finite)
-        finally:
-            if threads is not None:
-                numba.set_num_threads(threads)
 
 
 def train_on_batch(model, X, y, *, loss, optimizer, backend, reduction, compiled=True) -> float:

@@ -168,6 +168,38 @@ def test_fit_runs_small_steps_on_one_thread_as_train_on_batch_does(monkeypatch):
     assert numba.get_num_threads() == before
 
 
+class _FakeBlas:
+    """Stands for a threadpoolctl controller of an OpenBLAS library: records the calls."""
+
+    def __init__(self):
+        self.num_threads, self.calls = 2, []
+
+    def set_num_threads(self, n):
+        self.calls.append(n)
+        self.num_threads = n
+
+
+def test_a_small_step_runs_its_matrix_products_on_one_blas_thread(monkeypatch):
+    from nnlib import training
+
+    blas = _FakeBlas()
+    monkeypatch.setattr(training, "_blas_libraries", lambda: [blas])
+    X, y = _data(n=64)
+    small = nl.Sequential([nl.Dense(5, 16, activation="relu"), nl.Dense(16, 3)], seed=0)
+    small.train_on_batch(X, y, backend="cpu")  # 64 * 6 * (5*16 + 16*3) flops: tiny
+    assert blas.calls == [1, 2] and blas.num_threads == 2  # one thread, then restored
+    blas.calls.clear()
+    small.fit(X, y, epochs=2, batch_size=16, verbose=0, seed=0, backend="cpu")
+    assert blas.calls == [1, 2, 1, 2]  # once per compiled epoch
+    blas.calls.clear()
+    wide = nl.Sequential([nl.Dense(5, 4096), nl.Dense(4096, 3)], seed=0)  # 64*6*(5+3)*4096
+    wide.train_on_batch(X, y, backend="cpu")  # = 12.6 MFLOP ...
+    assert blas.calls == [1, 2]
+    wide.train_on_batch(np.tile(X, (4, 1)), np.tile(y, 4), backend="cpu")  # ... x4: 50
+    assert blas.calls == [1, 2]  # left to BLAS's threads
+    assert training.BLAS_SERIAL_BELOW == 32_000_000
+
+
 def test_train_on_batch_follows_a_fit_on_another_backend():
     X, y = _data()
     model, twin = _mlp(), _mlp()
