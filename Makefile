@@ -16,7 +16,7 @@ WORKERS ?= auto
 # The tests that run the cpu kernels, run a third time on their bounds-checked debug build.
 DEBUG_TESTS := $(addprefix tests/,test_kernels.py test_activations.py test_training_ops.py \
   test_model.py test_training_step.py test_public_checks.py test_gemm_cuda.py \
-  test_losses_cuda.py test_properties.py test_batchnorm.py test_conv.py)
+  test_losses_cuda.py test_properties.py test_batchnorm.py test_conv.py test_compiled.py)
 
 # jupyter refuses to run as root unless told; containers and CI often are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
