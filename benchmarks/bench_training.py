@@ -445,6 +445,49 @@ def time_first_step(code, cache_dir, python=sys.executable):
     return time.perf_counter() - t0, float(proc.stdout.split()[0])
 
 
+COMPILE_CODE = (
+    "import time, sys, numpy as np, nnlib as nl\n"
+    "layers = eval(sys.argv[1])\n"
+    "m = nl.Sequential(layers, seed=0)\n"
+    "X = np.random.default_rng(0).standard_normal((64, m.input_features)).astype(np.float32)\n"
+    "y = np.arange(64) % m.output_features\n"
+    "opt = nl.optim.Adam()\n"
+    "m.train_on_batch(X, y, optimizer=opt, compiled=False)  # the kernels, loaded\n"
+    "t0 = time.perf_counter()\n"
+    "m.train_on_batch(X, y, optimizer=opt)\n"
+    "print(time.perf_counter() - t0, m.training_path)\n"
+)
+STRUCTURES = [
+    "[nl.Dense(784, 256, activation='relu'), nl.Dense(256, 10)]",
+    "[nl.Dense(64, 128, activation='relu'), nl.Dropout(0.2), nl.Dense(128, 64), nl.Tanh(), "
+    "nl.Dense(64, 10)]",
+]
+
+
+def compile_times(runs, python=sys.executable):
+    """The first compiled step of a structure in a fresh process: with nnlib's step cache
+    empty (the step is compiled; the kernels' own Numba cache stays warm), then loaded
+    from that cache by the next process."""
+    for layers in STRUCTURES:
+        cold, warm = [], []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as steps:
+                env = dict(os.environ, NNLIB_CACHE_DIR=steps)
+                for into in (cold, warm):
+                    proc = subprocess.run(
+                        [python, "-c", COMPILE_CODE, layers], env=env, capture_output=True,
+                        text=True,
+                    )  # fmt: skip
+                    if proc.returncode:
+                        raise SystemExit(proc.stderr)
+                    into.append(float(proc.stdout.split()[0]))
+        print(
+            f"  {layers}: compiled {statistics.median(cold):.2f} s "
+            f"({', '.join(f'{t:.2f}' for t in cold)}), loaded from the cache "
+            f"{1e3 * statistics.median(warm):.0f} ms (median of {runs})"
+        )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
@@ -456,6 +499,10 @@ def main():
     parser.add_argument("--fit-rounds", type=int, default=30)
     parser.add_argument("--skip-fit", action="store_true")
     parser.add_argument("--skip-models", action="store_true", help="only fit and start-up")
+    parser.add_argument(
+        "--compile-time", type=int, default=0, metavar="RUNS",
+        help="time the compiled step's first compile and cache load, RUNS times, and stop",
+    )  # fmt: skip
     parser.add_argument(
         "--check-only", action="store_true", help="only check the contenders (no timing)"
     )
@@ -477,6 +524,11 @@ def main():
         except ImportError:
             pass
     print(f"load average at start: {os.getloadavg()}")
+    if args.compile_time:
+        print("compile time of the compiled step (64 examples, Adam, float32):")
+        compile_times(args.compile_time, args.python)
+        print(f"load average at end: {os.getloadavg()}")
+        return
     print(
         f"{args.rounds} rounds x {args.block} steps per contender; "
         "speedup = median over rounds of (contender time / nnlib cpu time)"

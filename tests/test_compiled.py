@@ -19,6 +19,7 @@ import pytest
 
 import nnlib as nl
 from nnlib import compiled
+from nnlib.ops._launch import DEBUG_KERNELS
 from nnlib.training import TrainingDivergedError
 
 STEPS = 50
@@ -296,7 +297,9 @@ def test_the_generated_step_is_readable_and_cached_in_nnlibs_folder(tmp_path, mo
     X, y = _data(n=8)
     model.train_on_batch(X, y, optimizer=nl.optim.SGD())
     assert model.training_path == "compiled step"
-    assert (tmp_path / "steps" / "__pycache__").is_dir()  # Numba's cache, beside it
+    # Numba's cache, beside it; the debug build (NNLIB_DEBUG_KERNELS=1) caches nothing
+    cached = (tmp_path / "steps" / "__pycache__").is_dir()
+    assert cached == compiled.STEP_OPTIONS["cache"] == (not DEBUG_KERNELS)
 
 
 def test_an_unusable_cache_folder_falls_back_to_a_private_one(tmp_path, monkeypatch):
